@@ -1,0 +1,216 @@
+"""The dataset registry: every text the book trains on, found offline first and always verified.
+
+Lookup order for a dataset's file: the project's `data/` cache, then the folder named by
+`BUILDGPT_DATA_MIRROR` (CI points it at `../shared/data`), then a download from the public
+URL into `data/`. Whatever is found is checked against its sha256 before it is used; a file
+with the wrong hash is refused and left where it is, so nothing is lost.
+
+Command line: `buildgpt-data list`, `buildgpt-data fetch tinyshakespeare`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import hashlib
+import lzma
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MIRROR_VAR = "BUILDGPT_DATA_MIRROR"
+CACHE_VAR = "BUILDGPT_DATA_DIR"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_CHUNK = 1 << 20
+
+
+class DatasetError(RuntimeError):
+    """A dataset could not be found, fetched or verified."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    file: str  # path of the stored file inside the dataset's folder
+    sha256: str  # of the stored file
+    url: str | None  # public download address; None for mirror-only data
+    text_sha256: str | None = None  # of the decompressed text, for compressed files
+    description: str = ""
+
+    @property
+    def compressed(self) -> bool:
+        return self.file.endswith(".xz")
+
+
+REGISTRY: dict[str, Dataset] = {
+    d.name: d
+    for d in [
+        Dataset(
+            name="tinyshakespeare",
+            file="input.txt",
+            sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+            url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+            description="Shakespeare's plays, 1,115,394 characters (char-rnn, MIT)",
+        ),
+        Dataset(
+            name="gutenberg-novels",
+            file="gutenberg-novels.txt.xz",
+            sha256="e02b7686bc1d378a61c387882cc7ffd75abf5c38fec981b9efa3fea242a7a1d6",
+            text_sha256="14075770e9cd78a59feebd59dda362691f4f7fb26d2a97b6c4e2ad8e1bdff9fb",
+            url=None,
+            description="167 public-domain Project Gutenberg novels, 88M characters (mirror only)",
+        ),
+    ]
+}
+
+
+def cache_dir() -> Path:
+    """The download cache: `$BUILDGPT_DATA_DIR`, else the checkout's `data/`, else ~/.cache/buildgpt."""
+    if override := os.environ.get(CACHE_VAR):
+        return Path(override)
+    if (PROJECT_ROOT / "code" / "buildgpt").is_dir():  # an editable install in a checkout
+        return PROJECT_ROOT / "data"
+    return Path.home() / ".cache" / "buildgpt"
+
+
+def get(name: str) -> Dataset:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(REGISTRY))}") from None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified(path: Path, dataset: Dataset) -> Path:
+    actual = sha256_of(path)
+    if actual != dataset.sha256:
+        raise DatasetError(
+            f"{path} does not match dataset {dataset.name!r}: expected sha256 {dataset.sha256}, "
+            f"got {actual}. The file was left in place; delete or replace it, then retry."
+        )
+    return path
+
+
+def _candidates(dataset: Dataset) -> list[Path]:
+    places = [cache_dir() / dataset.name / dataset.file]
+    if mirror := os.environ.get(MIRROR_VAR):
+        places.append(Path(mirror) / dataset.name / dataset.file)
+    return places
+
+
+def _download(dataset: Dataset, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    with urllib.request.urlopen(dataset.url, timeout=30) as response, open(partial, "wb") as out:
+        while block := response.read(_CHUNK):
+            out.write(block)
+    _verified(partial, dataset)  # a bad download stays as .part, never as the dataset
+    partial.replace(target)
+    return target
+
+
+def path(name: str) -> Path:
+    """The verified local file of dataset `name`, downloading it into `data/` if need be."""
+    dataset = get(name)
+    places = _candidates(dataset)
+    for place in places:
+        if place.is_file():
+            return _verified(place, dataset)
+    problem = "it is mirror-only (no public download)"
+    if dataset.url:
+        try:
+            return _download(dataset, places[0])
+        except (urllib.error.URLError, OSError) as e:
+            problem = f"downloading {dataset.url} failed ({e})"
+    mirror = os.environ.get(MIRROR_VAR)
+    raise DatasetError(
+        f"dataset {name!r} not found: looked for {dataset.name}/{dataset.file} in "
+        f"{' and '.join(str(p.parent.parent) for p in places)}"
+        f"{'' if mirror else f' ({MIRROR_VAR} is not set)'}, and {problem}. "
+        f"Put the file {dataset.file} (sha256 {dataset.sha256}) into {places[0].parent}, "
+        f"or set {MIRROR_VAR} to a folder that holds {dataset.name}/{dataset.file}"
+        f"{f', or connect to the network to fetch {dataset.url}' if dataset.url else ''}."
+    )
+
+
+def iter_text(name: str, chunk_chars: int = 1 << 22) -> Iterator[str]:
+    """The dataset's text in pieces of about `chunk_chars` characters, never all at once.
+
+    For compressed datasets the decompressed bytes are hashed as they stream by and a
+    mismatch raises at the end, after which no further piece is produced.
+    """
+    dataset = get(name)
+    file = path(name)
+    if not dataset.compressed:
+        with open(file, encoding="utf-8", newline="") as f:
+            while piece := f.read(chunk_chars):
+                yield piece
+        return
+    digest = hashlib.sha256()
+    with lzma.open(file, "rb") as raw:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        while block := raw.read(chunk_chars):
+            digest.update(block)
+            if piece := decoder.decode(block):
+                yield piece
+        if tail := decoder.decode(b"", final=True):
+            yield tail
+    _check_text_hash(dataset, file, digest.hexdigest())
+
+
+def load_text(name: str) -> str:
+    """The whole text of dataset `name`, verified.
+
+    Compressed data is decompressed once into bytes, hashed, and decoded; only the bytes and
+    the final string are ever held, never a list of pieces plus their join.
+    """
+    dataset = get(name)
+    file = path(name)
+    if not dataset.compressed:
+        return file.read_text(encoding="utf-8")
+    with lzma.open(file, "rb") as raw:
+        data = raw.read()
+    _check_text_hash(dataset, file, hashlib.sha256(data).hexdigest())
+    return data.decode("utf-8")
+
+
+def _check_text_hash(dataset: Dataset, file: Path, actual: str) -> None:
+    if actual != dataset.text_sha256:
+        raise DatasetError(
+            f"the text decompressed from {file} does not match dataset {dataset.name!r}: "
+            f"expected sha256 {dataset.text_sha256}, got {actual}. The file was left in place."
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="buildgpt-data", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list the known datasets")
+    fetch = commands.add_parser("fetch", help="find or download a dataset, verify it, print its path")
+    fetch.add_argument("name")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for d in REGISTRY.values():
+            print(f"{d.name:18} {d.description}")
+        return 0
+    try:
+        print(path(args.name))
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

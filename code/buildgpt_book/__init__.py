@@ -1,0 +1,59 @@
+"""The Sphinx extension the book needs on top of Jupyter Book.
+
+- Plotly offline: copies `plotly.min.js` from the installed plotly package into `_static/`
+  and loads it only on pages that hold a figure (the figures themselves are rendered by
+  `plotly_mime`). No CDN is ever referenced.
+- A download button for each chapter's executed notebook, outputs included.
+- The cell timeout follows the run profile (`buildgpt.profiles.CELL_TIMEOUT`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .plotly_mime import DIV_CLASS
+
+PLOTLY_JS = "plotly.min.js"
+
+
+def _plotly_js_source() -> Path:
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
+
+
+def _set_timeout(app, config):
+    from buildgpt.profiles import CELL_TIMEOUT, profile_name
+
+    config.nb_execution_timeout = CELL_TIMEOUT[profile_name()]
+
+
+def _executed_notebook(app, docname: str) -> Path:
+    return Path(app.outdir).parent / "jupyter_execute" / f"{docname}.ipynb"
+
+
+def _page_context(app, pagename, templatename, context, doctree):
+    if DIV_CLASS in context.get("body", ""):
+        app.add_js_file(PLOTLY_JS, priority=200)
+    notebook = _executed_notebook(app, pagename)
+    if doctree is not None and notebook.is_file():
+        # sphinx-book-theme turns `ipynb_source` into a ".ipynb" entry of the download menu.
+        target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(notebook, target)
+        context["ipynb_source"] = f"{pagename}.ipynb"
+
+
+def _copy_plotly_js(app, exception):
+    if exception is None and app.builder.format == "html":
+        static = Path(app.outdir) / "_static"
+        static.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_plotly_js_source(), static / PLOTLY_JS)
+
+
+def setup(app):
+    app.connect("config-inited", _set_timeout)
+    app.connect("html-page-context", _page_context, priority=400)  # before the theme's buttons (501)
+    app.connect("build-finished", _copy_plotly_js)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
