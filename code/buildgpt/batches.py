@@ -49,12 +49,14 @@ def estimate_loss(model: torch.nn.Module, splits: dict[str, torch.Tensor], eval_
     was_training = model.training
     model.eval()
     losses = {}
-    for name, data in splits.items():
-        total = 0.0
-        for _ in range(eval_iters):
-            x, y = get_batch(data, batch_size, block_size, device, generator)
-            _, loss = model(x, y)
-            total += loss.item()
-        losses[name] = total / eval_iters
-    model.train(was_training)
+    try:
+        for name, data in splits.items():
+            total = 0.0
+            for _ in range(eval_iters):
+                x, y = get_batch(data, batch_size, block_size, device, generator)
+                _, loss = model(x, y)
+                total += loss.item()
+            losses[name] = total / eval_iters
+    finally:
+        model.train(was_training)
     return losses

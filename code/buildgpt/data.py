@@ -102,11 +102,12 @@ def _verified(path: Path, dataset: Dataset) -> Path:
     return path
 
 
-def _candidates(dataset: Dataset) -> list[Path]:
-    places = [cache_dir() / dataset.name / dataset.file]
+def _roots() -> list[Path]:
+    """The folders searched, in order: the cache, then the mirror if one is set."""
+    roots = [cache_dir()]
     if mirror := os.environ.get(MIRROR_VAR):
-        places.append(Path(mirror) / dataset.name / dataset.file)
-    return places
+        roots.append(Path(mirror))
+    return roots
 
 
 def _download(dataset: Dataset, target: Path) -> Path:
@@ -123,7 +124,8 @@ def _download(dataset: Dataset, target: Path) -> Path:
 def path(name: str) -> Path:
     """The verified local file of dataset `name`, downloading it into `data/` if need be."""
     dataset = get(name)
-    places = _candidates(dataset)
+    roots = _roots()
+    places = [root / dataset.name / dataset.file for root in roots]
     for place in places:
         if place.is_file():
             return _verified(place, dataset)
@@ -136,7 +138,7 @@ def path(name: str) -> Path:
     mirror = os.environ.get(MIRROR_VAR)
     raise DatasetError(
         f"dataset {name!r} not found: looked for {dataset.name}/{dataset.file} in "
-        f"{' and '.join(str(p.parent.parent) for p in places)}"
+        f"{' and '.join(str(root) for root in roots)}"
         f"{'' if mirror else f' ({MIRROR_VAR} is not set)'}, and {problem}. "
         f"Put the file {dataset.file} (sha256 {dataset.sha256}) into {places[0].parent}, "
         f"or set {MIRROR_VAR} to a folder that holds {dataset.name}/{dataset.file}"
@@ -178,7 +180,7 @@ def load_text(name: str) -> str:
     dataset = get(name)
     file = path(name)
     if not dataset.compressed:
-        return file.read_text(encoding="utf-8")
+        return file.read_bytes().decode("utf-8")  # exactly the verified bytes, line endings kept
     with lzma.open(file, "rb") as raw:
         data = raw.read()
     _check_text_hash(dataset, file, hashlib.sha256(data).hexdigest())

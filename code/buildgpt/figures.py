@@ -51,6 +51,7 @@ def heatmap(matrix, x_labels: Sequence[str], y_labels: Sequence[str], title: str
     fig = go.Figure(go.Heatmap(z=matrix, x=list(x_labels), y=list(y_labels), colorscale="Viridis",
                                colorbar=dict(title=colorbar_title),
                                hovertemplate=hover + "<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=600,
-                      xaxis=dict(type="category", tickangle=0), yaxis=dict(type="category", autorange="reversed"))
+    axis = dict(type="category", dtick=1, tickfont=dict(size=9))  # every label, however many
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=650,
+                      xaxis=dict(axis, tickangle=0), yaxis=dict(axis, autorange="reversed"))
     return fig

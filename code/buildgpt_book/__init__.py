@@ -4,7 +4,7 @@
   and loads it only on pages that hold a figure (the figures themselves are rendered by
   `plotly_mime`). No CDN is ever referenced.
 - A download button for each chapter's executed notebook, outputs included.
-- The cell timeout follows the run profile (`buildgpt.profiles.CELL_TIMEOUT`).
+- The cell timeout follows the run profile (`buildgpt.profiles.CELL_TIMEOUT`); pages are light.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ def _plotly_js_source() -> Path:
     return Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
 
 
-def _set_timeout(app, config):
+def _configure(app, config):
     from buildgpt.profiles import CELL_TIMEOUT, profile_name
 
     config.nb_execution_timeout = CELL_TIMEOUT[profile_name()]
+    # Plotly's figures are drawn for a light page; an unset mode also logs a JavaScript error.
+    config.html_context.setdefault("default_mode", "light")
 
 
 def _executed_notebook(app, docname: str) -> Path:
@@ -53,7 +55,7 @@ def _copy_plotly_js(app, exception):
 
 
 def setup(app):
-    app.connect("config-inited", _set_timeout)
+    app.connect("config-inited", _configure)
     app.connect("html-page-context", _page_context, priority=400)  # before the theme's buttons (501)
     app.connect("build-finished", _copy_plotly_js)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
