@@ -75,7 +75,8 @@ def test_training_is_reproducible(shakespeare):
     for _ in range(2):
         torch.manual_seed(0)
         runs.append(train(BigramLanguageModel(65), train_data, val_data, config, progress=False))
-    assert runs[0] == runs[1]
+    for field in ("steps", "train", "val", "lr", "best_val", "best_step"):
+        assert getattr(runs[0], field) == getattr(runs[1], field), field  # not `seconds`: wall time varies
 
 
 def test_generate_length_range_and_prompt(shakespeare):

@@ -60,3 +60,35 @@ def estimate_loss(model: torch.nn.Module, splits: dict[str, torch.Tensor], eval_
     finally:
         model.train(was_training)
     return losses
+
+
+@torch.no_grad()
+def split_loss(model: torch.nn.Module, data: torch.Tensor, block_size: int, batch_size: int = 64,
+               device: str | torch.device = "cpu") -> float:
+    """The mean loss over every token of `data`, read in consecutive windows of `block_size`.
+
+    Unlike `estimate_loss`, nothing is sampled: each of the len(data) - 1 next-token
+    predictions is scored once, so the number is exact and repeatable. Positions early in a
+    window see less context, as they do in training.
+    """
+    if len(data) < 2:
+        raise ValueError(f"the data has {len(data)} tokens; scoring needs at least 2")
+    was_training = model.training
+    model.eval()
+    starts = range(0, len(data) - 1, block_size)
+    full = [s for s in starts if s + block_size < len(data)]
+    groups = [(full[i:i + batch_size], block_size) for i in range(0, len(full), batch_size)]
+    if tail := [s for s in starts if s + block_size >= len(data)]:  # one shorter window at the end
+        groups.append((tail, len(data) - 1 - tail[0]))
+    total, count = 0.0, 0
+    try:
+        for windows, t in groups:
+            x = torch.stack([data[s:s + t] for s in windows]).to(device)
+            y = torch.stack([data[s + 1:s + 1 + t] for s in windows]).to(device)
+            logits, _ = model(x)
+            total += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
+                                     reduction="sum").item()
+            count += y.numel()
+    finally:
+        model.train(was_training)
+    return total / count

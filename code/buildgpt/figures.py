@@ -55,3 +55,47 @@ def heatmap(matrix, x_labels: Sequence[str], y_labels: Sequence[str], title: str
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=650,
                       xaxis=dict(axis, tickangle=0), yaxis=dict(axis, autorange="reversed"))
     return fig
+
+
+def lines(x: Sequence, series: Mapping[str, Sequence[float]], title: str, x_title: str = "", y_title: str = "",
+          log_x: bool = False, log_y: bool = False) -> go.Figure:
+    """Several named curves over the same x values."""
+    fig = go.Figure()
+    for name, ys in series.items():
+        fig.add_scatter(x=list(x), y=list(ys), mode="lines+markers", name=name)
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=420, hovermode="x unified",
+                      xaxis_type="log" if log_x else None, yaxis_type="log" if log_y else None)
+    return fig
+
+
+def bars(names: Sequence[str], values: Sequence[float], title: str, y_title: str = "",
+         text_format: str = "{:.3g}") -> go.Figure:
+    fig = go.Figure(go.Bar(x=list(names), y=list(values), text=[text_format.format(v) for v in values],
+                           textposition="outside", hovertemplate="%{x}: %{y:.4g}<extra></extra>"))
+    fig.update_layout(title=title, yaxis_title=y_title, height=420)
+    return fig
+
+
+def attention_explorer(maps, labels: Sequence[str], title: str = "Attention weights") -> go.Figure:
+    """Attention maps (n_layer, n_head, T, T) with a selector over layers and heads.
+
+    Row i shows how much the token at position i (a query) takes from each earlier token (keys).
+    """
+    n_layer, n_head = maps.shape[:2]
+    labels = [f"{i}:{char_label(c)}" for i, c in enumerate(labels)]  # positions keep repeated characters apart
+    fig = go.Figure()
+    for layer in range(n_layer):
+        for head in range(n_head):
+            fig.add_trace(go.Heatmap(z=maps[layer, head], x=labels, y=labels, colorscale="Viridis", zmin=0,
+                                     visible=layer == 0 and head == 0, colorbar=dict(title="weight"),
+                                     hovertemplate="query %{y} ← key %{x}: %{z:.3f}<extra></extra>"))
+    buttons = [dict(label=f"layer {layer + 1}, head {head + 1}", method="update",
+                    args=[{"visible": [i == layer * n_head + head for i in range(n_layer * n_head)]}])
+               for layer in range(n_layer) for head in range(n_head)]
+    fig.update_layout(title=title, height=700, xaxis=dict(type="category", title="key (attended to)", dtick=1,
+                                                          tickfont=dict(size=9)),
+                      yaxis=dict(type="category", title="query (attending)", autorange="reversed", dtick=1,
+                                 tickfont=dict(size=9)),
+                      updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.12,
+                                        yanchor="top", showactive=True)])
+    return fig

@@ -26,6 +26,36 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "gpu": dict(max_iters=10000, eval_interval=500, eval_iters=200, batch_size=32,
                     block_size=8, learning_rate=1e-2, max_val_loss=2.6),
     },
+    # The GPT of "Let's build GPT" on tinyshakespeare (chapter 3 and `buildgpt train shakespeare-char`).
+    "gpt": {
+        "smoke": dict(model=dict(n_layer=1, n_head=2, n_embd=32, block_size=32, dropout=0.0, mlp="gelu"),
+                      train=dict(max_iters=60, eval_interval=30, eval_iters=5, batch_size=16, block_size=32,
+                                 learning_rate=3e-3, warmup_iters=10, decay_lr=True, grad_clip=1.0),
+                      max_val_loss=3.5),
+        "cpu": dict(model=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, mlp="gelu"),
+                    train=dict(max_iters=1500, eval_interval=100, eval_iters=20, batch_size=32, block_size=64,
+                               learning_rate=3e-3, warmup_iters=100, decay_lr=True, min_lr=3e-4,
+                               weight_decay=0.1, grad_clip=1.0),
+                    max_val_loss=2.0),
+        # The lecture's model (10.8M parameters) with nanoGPT's shakespeare-char schedule.
+        "gpu": dict(model=dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2, mlp="relu"),
+                    train=dict(max_iters=5000, eval_interval=250, eval_iters=200, batch_size=64, block_size=256,
+                               learning_rate=1e-3, warmup_iters=100, decay_lr=True, min_lr=1e-4,
+                               weight_decay=0.1, grad_clip=1.0),
+                    max_val_loss=1.50),
+    },
+    # The BPE tokenizer chapter: a Shakespeare slice for Basic vs Regex, the reference and fast
+    # trainers raced on `reference_chars`, and a tokenizer of novels for the compression curve.
+    "tokenizer": {
+        "smoke": dict(small_chars=5_000, small_vocab_size=300, reference_chars=5_000, reference_vocab_size=280,
+                      corpus_chars=200_000, eval_chars=20_000, vocab_sizes=[256, 300, 400, 512], min_speedup=1),
+        "cpu": dict(small_chars=50_000, small_vocab_size=512, reference_chars=300_000, reference_vocab_size=512,
+                    corpus_chars=5_000_000, eval_chars=500_000,
+                    vocab_sizes=[256, 512, 1024, 2048, 4096, 8192, 16384, 32768], min_speedup=30),
+        "gpu": dict(small_chars=50_000, small_vocab_size=512, reference_chars=1_115_394, reference_vocab_size=512,
+                    corpus_chars=20_000_000, eval_chars=2_000_000,
+                    vocab_sizes=[256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536], min_speedup=100),
+    },
 }
 
 # Seconds one notebook cell may run before the book build gives up on it.

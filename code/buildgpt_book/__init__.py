@@ -4,6 +4,7 @@
   and loads it only on pages that hold a figure (the figures themselves are rendered by
   `plotly_mime`). No CDN is ever referenced.
 - A download button for each chapter's executed notebook, outputs included.
+- No thebe assets (live code is off; its script would name a CDN).
 - The cell timeout follows the run profile (`buildgpt.profiles.CELL_TIMEOUT`); pages are light.
 """
 
@@ -35,6 +36,19 @@ def _executed_notebook(app, docname: str) -> Path:
     return Path(app.outdir).parent / "jupyter_execute" / f"{docname}.ipynb"
 
 
+def _drop_thebe(app, pagename, templatename, context, doctree) -> None:
+    """Remove sphinx-thebe's assets: launch buttons are off, and its inline script is added twice
+    (a JavaScript error) and names a CDN. Jupyter Book always loads the extension."""
+    def is_thebe(asset) -> bool:
+        body = getattr(asset, "attributes", {}).get("body", "")
+        return "thebe" in str(getattr(asset, "filename", asset) or "") or "THEBE_JS_URL" in body
+
+    # In place: Sphinx keeps appending page-specific assets to these very lists.
+    for key in ("script_files", "css_files"):
+        if key in context:
+            context[key][:] = [asset for asset in context[key] if not is_thebe(asset)]
+
+
 def _page_context(app, pagename, templatename, context, doctree):
     if DIV_CLASS in context.get("body", ""):
         app.add_js_file(PLOTLY_JS, priority=200)
@@ -57,5 +71,6 @@ def _copy_plotly_js(app, exception):
 def setup(app):
     app.connect("config-inited", _configure)
     app.connect("html-page-context", _page_context, priority=400)  # before the theme's buttons (501)
+    app.connect("html-page-context", _drop_thebe, priority=900)  # after every extension has added its assets
     app.connect("build-finished", _copy_plotly_js)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

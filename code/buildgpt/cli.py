@@ -1,0 +1,101 @@
+"""The command line: train a preset, then sample from its checkpoint as it generates.
+
+    buildgpt train shakespeare-char                  # sizes follow BUILDGPT_PROFILE
+    buildgpt sample checkpoints/shakespeare-char/best.safetensors --prompt "ROMEO:"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+import torch
+
+from . import batches, checkpoint, data, profiles
+from .chars import CharTokenizer
+from .model import GPT, GPTConfig
+from .training import TrainConfig, TrainingDiverged, train
+
+PRESETS = {"shakespeare-char": {"dataset": "tinyshakespeare", "settings": "gpt"}}
+
+
+def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | None) -> int:
+    preset = PRESETS[name]
+    profile = profiles.current()
+    settings = profile.settings(preset["settings"])
+    text = data.load_text(preset["dataset"])
+    tokenizer = CharTokenizer.from_text(text)
+    tokens = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    train_data, val_data = batches.train_val_split(tokens)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **settings["model"]))
+    config = TrainConfig(**settings["train"], out_dir=out_dir or f"checkpoints/{name}", resume=resume, full_val=True)
+    if max_iters is not None:
+        config = replace(config, max_iters=max_iters)
+    print(f"{name}: {model.num_params() / 1e6:.2f}M parameters, {profile.describe()}", file=sys.stderr)
+    try:
+        history = train(model, train_data, val_data, config, profile.device,
+                        meta={"tokenizer": {"type": "char", "chars": tokenizer.chars}, "preset": name})
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last checkpoint in {config.out_dir} is intact: continue with --resume",
+              file=sys.stderr)
+        return 130
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"best val loss {history.best_val:.4f} at step {history.best_step}; "
+          f"final loss on the whole val split {history.full_val:.4f}; checkpoints in {config.out_dir}")
+    return 0
+
+
+def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
+           top_p: float | None, seed: int | None, use_cache: bool) -> int:
+    profile_device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, ckpt = checkpoint.load_model(path, profile_device)
+    if ckpt.meta.get("tokenizer", {}).get("type") != "char":
+        raise checkpoint.CheckpointError(f"{path} holds no character tokenizer; was it written by `buildgpt train`?")
+    tokenizer = CharTokenizer(ckpt.meta["tokenizer"]["chars"])
+    ids = tokenizer.encode(prompt or "\n")
+    if len(ids) > model.config.block_size:
+        print(f"(the prompt has {len(ids)} tokens; only its last {model.config.block_size} fit the "
+              "context window and are used)", file=sys.stderr)
+    generator = torch.Generator(profile_device).manual_seed(seed) if seed is not None else None
+    print(prompt, end="", flush=True)
+    idx = torch.tensor([ids], dtype=torch.long, device=profile_device)
+    for next_id in model.generate_stream(idx, max_new_tokens, temperature=temperature, top_k=top_k,
+                                         top_p=top_p, use_cache=use_cache, generator=generator):
+        print(tokenizer.decode(next_id[0].tolist()), end="", flush=True)
+    print()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="buildgpt", description="Train a GPT and sample from it.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    t = commands.add_parser("train", help="train a preset; sizes follow BUILDGPT_PROFILE")
+    t.add_argument("preset", choices=sorted(PRESETS))
+    t.add_argument("--out-dir", help="where checkpoints go (default: checkpoints/PRESET)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.safetensors")
+    t.add_argument("--max-iters", type=int, help="override the profile's number of steps")
+    s = commands.add_parser("sample", help="generate text from a checkpoint, printing as it goes")
+    s.add_argument("checkpoint")
+    s.add_argument("--prompt", default="", help="text to continue (default: a newline)")
+    s.add_argument("--max-new-tokens", type=int, default=500)
+    s.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    s.add_argument("--top-k", type=int, default=None)
+    s.add_argument("--top-p", type=float, default=None)
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--no-cache", action="store_true", help="recompute the whole context every step")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return train_preset(args.preset, args.out_dir, args.resume, args.max_iters)
+        return sample(args.checkpoint, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
+                      args.top_p, args.seed, not args.no_cache)
+    except (ValueError, checkpoint.CheckpointError, data.DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
