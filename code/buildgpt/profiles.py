@@ -26,6 +26,21 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "gpu": dict(max_iters=10000, eval_interval=500, eval_iters=200, batch_size=32,
                     block_size=8, learning_rate=1e-2, max_val_loss=2.6),
     },
+    # A one-layer, one-head model trained just long enough to show what attention looks at.
+    "attention": {
+        "smoke": dict(max_iters=30, eval_interval=15, eval_iters=5, batch_size=16, block_size=32,
+                      learning_rate=3e-3, n_embd=32),
+        "cpu": dict(max_iters=600, eval_interval=100, eval_iters=20, batch_size=32, block_size=32,
+                    learning_rate=3e-3, n_embd=64),
+        "gpu": dict(max_iters=3000, eval_interval=250, eval_iters=50, batch_size=64, block_size=64,
+                    learning_rate=3e-3, n_embd=128),
+    },
+    # Exercise 1: timing per-head vs batched vs fused attention (forward + backward).
+    "batched_heads": {
+        "smoke": dict(n_embd=64, head_counts=[1, 4], batch_size=2, block_size=32, repeats=2),
+        "cpu": dict(n_embd=384, head_counts=[1, 2, 6, 12, 24], batch_size=8, block_size=256, repeats=5),
+        "gpu": dict(n_embd=768, head_counts=[1, 2, 6, 12, 24, 48], batch_size=32, block_size=512, repeats=20),
+    },
     # The GPT of "Let's build GPT" on tinyshakespeare (chapter 3 and `buildgpt train shakespeare-char`).
     "gpt": {
         "smoke": dict(model=dict(n_layer=1, n_head=2, n_embd=32, block_size=32, dropout=0.0, mlp="gelu"),
