@@ -1,9 +1,17 @@
 """buildgpt: the tested package behind the book *Building GPT*.
 
-One module per idea, in the order the book meets them: `data` (the dataset registry),
-`chars` (the character tokenizer), `batches` (splits, batches, the loss), `bigram` (the
-baseline model), `training` (the loop), `figures` (interactive plots), `profiles` (how big
-each run is on this machine), `show` (the package's own source, shown in the book).
+One module per idea, in the order the book meets them:
+- `data`: the dataset registry (offline first, sha256-checked);
+- `chars`: the character tokenizer; `batches`: splits, batches, the loss;
+- `bigram`: the baseline model;
+- `attention`: scaled dot-product attention, heads, batched heads, the KV cache;
+- `model`: the GPT (config, LayerNorm, feed-forward, block); `sampling`: temperature, top-k, top-p;
+- `training`: the training loop; `checkpoint`: saving and loading runs; `cli`: `buildgpt train|sample`;
+- `bpe`: the byte-pair-encoding tokenizers;
+- shared helpers: `figures` (interactive plots), `profiles` (run sizes), `timing`, `show` (source in the book).
+
+Importing the package needs only torch, numpy and the small core dependencies: the book's
+tools (Jupyter Book, plotly) are needed only by `figures` and `show`.
 """
 
 __version__ = "0.1.0"

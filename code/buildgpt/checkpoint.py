@@ -88,7 +88,11 @@ def load(path: str | os.PathLike, expected_config: GPTConfig | None = None) -> C
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {e}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not a buildgpt checkpoint")
-    config = GPTConfig.from_dict(header["model_config"])
+    try:
+        config = GPTConfig.from_dict(header["model_config"])
+        step, meta = int(header["step"]), dict(header["meta"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path} has a damaged header ({type(e).__name__}: {e})") from None
     if expected_config is not None and config != expected_config:
         diffs = [f"{k}: file has {v!r}, expected {getattr(expected_config, k)!r}"
                  for k, v in config.to_dict().items() if getattr(expected_config, k) != v]
@@ -96,7 +100,7 @@ def load(path: str | os.PathLike, expected_config: GPTConfig | None = None) -> C
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
     return Checkpoint(
-        model_config=config, model_state=model_state, step=header["step"], meta=header["meta"],
+        model_config=config, model_state=model_state, step=step, meta=meta,
         optimizer_state=_unflatten_optimizer(optim, header["optim_param_groups"]) if "optim_param_groups" in header else None,
         rng_state=tensors.get("rng"),
     )

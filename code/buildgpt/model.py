@@ -198,7 +198,7 @@ class GPT(nn.Module):
                 if not use_cache:
                     logits, _ = self(idx[:, -window:])
                 elif caches is None or caches[0].length >= window:
-                    keep = window if caches is None else window // 2
+                    keep = window if caches is None else max(1, window // 2)
                     caches = [KVCache() for _ in self.blocks]
                     logits, _ = self(idx[:, -keep:], caches=caches)
                 else:

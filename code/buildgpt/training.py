@@ -178,7 +178,7 @@ def _resume(path: Path, model, optimizer, batch_rng: torch.Generator, eval_rng: 
     ckpt = checkpoint.load(path, expected_config=model.config)
     model.load_state_dict(ckpt.model_state)
     optimizer.load_state_dict(ckpt.optimizer_state)
-    batch_state, eval_state, global_state = ckpt.rng_state
+    batch_state, eval_state, global_state = (s.clone() for s in ckpt.rng_state)  # set_state rejects views
     batch_rng.set_state(batch_state)
     eval_rng.set_state(eval_state)
     torch.set_rng_state(global_state)
