@@ -76,7 +76,7 @@ def test_lecture_config_defaults():
     assert (c.block_size, c.n_layer, c.n_head, c.n_embd, c.dropout) == (256, 6, 6, 384, 0.2)
 
 
-@pytest.mark.parametrize("field,value", [("position", "rotary"), ("norm", "rmsnorm"), ("mlp", "swiglu"),
+@pytest.mark.parametrize("field,value", [("position", "rotary"), ("norm", "batchnorm"), ("mlp", "tanh"),
                                          ("attention", "flash")])
 def test_config_rejects_unknown_choices(field, value):
     with pytest.raises(ValueError, match=field):

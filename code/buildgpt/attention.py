@@ -17,6 +17,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .norms import RMSNorm
+from .positions import alibi_bias, apply_rope, rope_angles
+
 
 def causal_mask(t_query: int, t_key: int, device=None) -> torch.Tensor:
     """True where query i may attend to key j. Queries are the last `t_query` of `t_key` positions."""
@@ -26,13 +29,16 @@ def causal_mask(t_query: int, t_key: int, device=None) -> torch.Tensor:
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True,
                                  dropout: float = 0.0, training: bool = False,
-                                 return_weights: bool = False):
-    """softmax(q kᵀ / sqrt(d) + mask) v, written out; q: (..., Tq, d), k and v: (..., Tk, d).
+                                 return_weights: bool = False, bias: torch.Tensor | None = None):
+    """softmax(q kᵀ / sqrt(d) + bias + mask) v, written out; q: (..., Tq, d), k and v: (..., Tk, d).
 
     The 1/sqrt(d) keeps the scores' variance near 1 whatever the head size, so the softmax
-    does not saturate into a one-hot at initialisation.
+    does not saturate into a one-hot at initialisation. `bias` (broadcast to the scores) is
+    where ALiBi's distance penalty goes.
     """
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if bias is not None:
+        scores = scores + bias
     if causal:
         scores = scores.masked_fill(~causal_mask(q.size(-2), k.size(-2), q.device), float("-inf"))
     weights = F.softmax(scores, dim=-1)
@@ -109,13 +115,24 @@ class KVCache:
 
 
 class BatchedSelfAttention(nn.Module):
-    """All heads at once: one matrix multiply makes every head's q, k and v; heads become a batch dimension."""
+    """All heads at once: one matrix multiply makes every head's q, k and v; heads become a batch dimension.
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, fused: bool = False):
+    `position` adds relative position information inside attention: "rope" rotates queries and
+    keys, "alibi" biases the scores by distance (see `positions.py`). `qk_norm` RMS-normalises
+    each head's queries and keys before their dot product, which bounds the scores.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, fused: bool = False,
+                 position: str | None = None, qk_norm: bool = False):
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
+        if position not in (None, "rope", "alibi"):
+            raise ValueError(f"attention-level position must be None, 'rope' or 'alibi', got {position!r}")
         self.n_head = n_head
+        self.position = position
+        self.q_norm = RMSNorm(n_embd // n_head) if qk_norm else None
+        self.k_norm = RMSNorm(n_embd // n_head) if qk_norm else None
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=False)
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.dropout = dropout
@@ -132,16 +149,25 @@ class BatchedSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = map(self.split_heads, self.qkv(x).split(C, dim=2))
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        start = cache.length if cache is not None else 0
+        if self.position == "rope":  # rotate by absolute position; cached keys are stored rotated
+            cos, sin = rope_angles(torch.arange(start, start + T, device=x.device), C // self.n_head)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.extend(k, v)
+        bias = alibi_bias(self.n_head, T, k.size(2), x.device) if self.position == "alibi" else None
         dropout = self.dropout if self.training else 0.0
         if self.fused and not self.record_weights:
-            # is_causal assumes square attention; with cached keys, pass the offset mask instead.
-            mask = None if k.size(2) == T else causal_mask(T, k.size(2), x.device)
+            if bias is not None:  # the fused kernel takes a float mask: the bias, -inf in the future
+                mask = bias.masked_fill(~causal_mask(T, k.size(2), x.device), float("-inf")).to(q.dtype)
+            else:  # is_causal assumes square attention; with cached keys, pass the offset mask instead
+                mask = None if k.size(2) == T else causal_mask(T, k.size(2), x.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None)
         else:
             y, weights = scaled_dot_product_attention(q, k, v, dropout=dropout, training=self.training,
-                                                      return_weights=True)
+                                                      return_weights=True, bias=bias)
             if self.record_weights:
                 self.last_weights = weights.detach()
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again

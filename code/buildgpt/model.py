@@ -17,12 +17,17 @@ import torch.nn.functional as F
 
 from .attention import BatchedSelfAttention, KVCache, MultiHeadAttention
 from .batches import cross_entropy
+from .norms import LayerNorm, RMSNorm
+from .positions import sinusoidal_table
 from .sampling import check_sampling_args, sample_next
 
-POSITIONS = ("learned", "none")
-NORMS = ("layernorm",)
-MLPS = ("relu", "gelu")
+POSITIONS = ("learned", "none", "sinusoidal", "rope", "alibi")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("relu", "gelu", "swiglu")
 ATTENTIONS = ("per_head", "batched", "fused")
+# The fixed table's entries have RMS 1/sqrt(2); scaled to RMS 0.02, the size of the learned
+# embeddings at initialisation, so positions do not drown the token embeddings at the start.
+SINUSOIDAL_SCALE = 0.02 * math.sqrt(2)
 
 
 @dataclass
@@ -38,6 +43,7 @@ class GPTConfig:
     norm: str = "layernorm"
     mlp: str = "relu"
     attention: str = "fused"
+    qk_norm: bool = False  # RMS-normalise queries and keys per head (batched paths only)
 
     def __post_init__(self):
         for name, allowed in (("position", POSITIONS), ("norm", NORMS), ("mlp", MLPS), ("attention", ATTENTIONS)):
@@ -45,6 +51,9 @@ class GPTConfig:
                 raise ValueError(f"GPTConfig.{name}={getattr(self, name)!r}; choose one of {allowed}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if self.attention == "per_head" and (self.position in ("rope", "alibi") or self.qk_norm):
+            raise ValueError(f"position={self.position!r} and qk_norm live inside attention and need "
+                             "attention='batched' or 'fused', not 'per_head'")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,42 +66,39 @@ class GPTConfig:
         return cls(**values)
 
 
-class LayerNorm(nn.Module):
-    """Normalise each position's features to mean 0 and variance 1, then scale and shift (learned)."""
-
-    def __init__(self, ndim: int, bias: bool = True, eps: float = 1e-5):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centered = x - x.mean(dim=-1, keepdim=True)
-        var = centered.pow(2).mean(dim=-1, keepdim=True)  # the population variance, as nn.LayerNorm
-        x = centered * torch.rsqrt(var + self.eps) * self.weight
-        return x if self.bias is None else x + self.bias
-
-
 class FeedForward(nn.Module):
-    """Per position, independently: widen 4x, a non-linearity, project back. Where tokens "think"."""
+    """Per position, independently: widen 4x, a non-linearity, project back. Where tokens "think".
+
+    SwiGLU (Shazeer 2020) multiplies a SiLU-activated gate into the widened vector; with three
+    matrices instead of two, its width is 2/3 of 4x so the parameter count stays the same.
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        hidden = 4 * config.n_embd
+        gated = config.mlp == "swiglu"
+        hidden = round(8 * config.n_embd / 3) if gated else 4 * config.n_embd
         self.up = nn.Linear(config.n_embd, hidden, bias=config.bias)
-        self.act = nn.ReLU() if config.mlp == "relu" else nn.GELU()
+        self.gate = nn.Linear(config.n_embd, hidden, bias=config.bias) if gated else None
+        self.act = {"relu": nn.ReLU(), "gelu": nn.GELU(), "swiglu": nn.SiLU()}[config.mlp]
         self.down = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.down(self.act(self.up(x))))
+        hidden = self.act(self.up(x)) if self.gate is None else self.act(self.gate(x)) * self.up(x)
+        return self.dropout(self.down(hidden))
+
+
+def make_norm(config: GPTConfig) -> nn.Module:
+    return LayerNorm(config.n_embd, config.bias) if config.norm == "layernorm" else RMSNorm(config.n_embd)
 
 
 def make_attention(config: GPTConfig) -> nn.Module:
     if config.attention == "per_head":
         return MultiHeadAttention(config.n_embd, config.n_head, config.dropout, config.bias)
     return BatchedSelfAttention(config.n_embd, config.n_head, config.dropout, config.bias,
-                                fused=config.attention == "fused")
+                                fused=config.attention == "fused",
+                                position=config.position if config.position in ("rope", "alibi") else None,
+                                qk_norm=config.qk_norm)
 
 
 class Block(nn.Module):
@@ -100,9 +106,9 @@ class Block(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln1 = LayerNorm(config.n_embd, config.bias)
+        self.ln1 = make_norm(config)
         self.attn = make_attention(config)
-        self.ln2 = LayerNorm(config.n_embd, config.bias)
+        self.ln2 = make_norm(config)
         self.ffwd = FeedForward(config)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
@@ -118,7 +124,7 @@ class GPT(nn.Module):
         self.position_embedding = nn.Embedding(config.block_size, config.n_embd) if config.position == "learned" else None
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = LayerNorm(config.n_embd, config.bias)
+        self.ln_f = make_norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=config.bias)
         self.apply(self._init_weights)
         # GPT-2: shrink the layers that write into the residual stream, one pair per block.
@@ -141,12 +147,16 @@ class GPT(nn.Module):
         """Logits (B, T, vocab) for every position, and the mean loss if `targets` (B, T) are given."""
         B, T = idx.shape
         start = caches[0].length if caches else 0
-        if start + T > self.config.block_size:
+        if self.position_embedding is not None and start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds the context window "
-                             f"block_size={self.config.block_size}; crop it (generate() does)")
+                             f"block_size={self.config.block_size}: a learned position table has no rows "
+                             "beyond it. Crop the input (generate() does), or use another position scheme")
         x = self.token_embedding(idx)
         if self.position_embedding is not None:
             x = x + self.position_embedding(torch.arange(start, start + T, device=idx.device))
+        elif self.config.position == "sinusoidal":
+            table = sinusoidal_table(T, self.config.n_embd, start=start).to(x.device, x.dtype)
+            x = x + SINUSOIDAL_SCALE * table
         x = self.dropout(x)
         for i, block in enumerate(self.blocks):
             x = block(x, caches[i] if caches else None)

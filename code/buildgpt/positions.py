@@ -1,0 +1,81 @@
+"""Position information for attention, which on its own sees a set of tokens, not a sequence.
+
+- sinusoidal: a fixed table added to the token embeddings (Attention Is All You Need, 3.5);
+- RoPE: rotate each query/key pair of channels by an angle proportional to the position, so
+  their dot product depends only on the offset between positions (RoFormer);
+- ALiBi: no embedding at all; subtract from each attention score a per-head slope times the
+  distance between query and key (Press et al., "Train Short, Test Long").
+Learned absolute embeddings (GPT-2) are a plain `nn.Embedding` in `model.py`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def sinusoidal_table(n_positions: int, dim: int, base: float = 10000.0, start: int = 0) -> torch.Tensor:
+    """(n_positions, dim): PE[p, 2i] = sin(p / base^(2i/dim)), PE[p, 2i+1] = cos(p / base^(2i/dim))."""
+    if dim % 2:
+        raise ValueError(f"the sinusoidal table needs an even dimension, got {dim}")
+    positions = torch.arange(start, start + n_positions, dtype=torch.float32)[:, None]
+    frequencies = base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    table = torch.empty(n_positions, dim)
+    table[:, 0::2] = torch.sin(positions * frequencies)
+    table[:, 1::2] = torch.cos(positions * frequencies)
+    return table
+
+
+def sinusoidal_offset_matrix(offset: int, dim: int, base: float = 10000.0) -> torch.Tensor:
+    """The fixed (dim, dim) matrix M with table[p + offset] = table[p] @ M for every position p.
+
+    Each (sin, cos) pair rotates by offset * frequency: the same rotation whatever p, which is
+    why the paper expected the model to attend by relative position easily.
+    """
+    frequencies = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    matrix = torch.zeros(dim, dim, dtype=torch.float64)
+    for i, angle in enumerate(offset * frequencies):
+        c, s = math.cos(angle), math.sin(angle)
+        # [sin(a+b), cos(a+b)] = [sin a, cos a] @ [[cos b, -sin b], [sin b, cos b]]
+        matrix[2 * i: 2 * i + 2, 2 * i: 2 * i + 2] = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    return matrix.float()
+
+
+def rope_angles(positions: torch.Tensor, head_size: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotation angle of each channel pair at each position: (T, head_size / 2) each."""
+    if head_size % 2:
+        raise ValueError(f"RoPE rotates pairs of channels; head_size={head_size} is odd")
+    frequencies = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32, device=positions.device) / head_size)
+    angles = positions.float()[:, None] * frequencies[None, :]
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (0,1), (2,3), ... of x (..., T, head_size) by the angles of each position."""
+    even, odd = x[..., 0::2].float(), x[..., 1::2].float()
+    rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+    return rotated.flatten(-2).type_as(x)
+
+
+def alibi_slopes(n_head: int) -> torch.Tensor:
+    """The paper's per-head slopes: a geometric sequence starting at 2^(-8/n) for n a power of two;
+    otherwise the slopes of the nearest smaller power of two, then every other slope of the next."""
+    def geometric(n: int) -> list[float]:
+        start = 2 ** (-8 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(n_head).is_integer():
+        return torch.tensor(geometric(n_head))
+    closest = 2 ** math.floor(math.log2(n_head))
+    extra = alibi_slopes(2 * closest)[0::2][: n_head - closest]
+    return torch.cat((torch.tensor(geometric(closest)), extra))
+
+
+def alibi_bias(n_head: int, t_query: int, t_key: int, device=None) -> torch.Tensor:
+    """(n_head, t_query, t_key): -slope * distance from each query back to each key (queries are the
+    last t_query positions). Future keys get a positive bias here; the causal mask removes them."""
+    query_pos = torch.arange(t_key - t_query, t_key, device=device)[:, None]
+    key_pos = torch.arange(t_key, device=device)[None, :]
+    distance = (query_pos - key_pos).float()
+    return -alibi_slopes(n_head).to(device)[:, None, None] * distance
