@@ -76,6 +76,26 @@ def bars(names: Sequence[str], values: Sequence[float], title: str, y_title: str
     return fig
 
 
+def matrix_selector(matrices: Mapping[str, object], x_labels: Sequence[str], y_labels: Sequence[str], title: str,
+                    x_title: str = "", y_title: str = "", colorbar_title: str = "", hover: str = "%{z:.3f}",
+                    zmin: float | None = None) -> go.Figure:
+    """Several matrices on shared axes, one shown at a time, chosen from a menu."""
+    names = list(matrices)
+    fig = go.Figure()
+    for i, name in enumerate(names):
+        fig.add_trace(go.Heatmap(z=matrices[name], x=list(x_labels), y=list(y_labels), colorscale="Viridis",
+                                 zmin=zmin, visible=i == 0, colorbar=dict(title=colorbar_title),
+                                 hovertemplate=hover + "<extra></extra>"))
+    buttons = [dict(label=name, method="update", args=[{"visible": [j == i for j in range(len(names))]}])
+               for i, name in enumerate(names)]
+    axis = dict(type="category", dtick=1, tickfont=dict(size=9))
+    fig.update_layout(title=title, height=700, xaxis=dict(axis, title=x_title),
+                      yaxis=dict(axis, title=y_title, autorange="reversed"),
+                      updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.12,
+                                        yanchor="top", showactive=True)])
+    return fig
+
+
 def attention_explorer(maps, labels: Sequence[str], title: str = "Attention weights") -> go.Figure:
     """Attention maps (n_layer, n_head, T, T) with a selector over layers and heads.
 
@@ -83,19 +103,8 @@ def attention_explorer(maps, labels: Sequence[str], title: str = "Attention weig
     """
     n_layer, n_head = maps.shape[:2]
     labels = [f"{i}:{char_label(c)}" for i, c in enumerate(labels)]  # positions keep repeated characters apart
-    fig = go.Figure()
-    for layer in range(n_layer):
-        for head in range(n_head):
-            fig.add_trace(go.Heatmap(z=maps[layer, head], x=labels, y=labels, colorscale="Viridis", zmin=0,
-                                     visible=layer == 0 and head == 0, colorbar=dict(title="weight"),
-                                     hovertemplate="query %{y} ← key %{x}: %{z:.3f}<extra></extra>"))
-    buttons = [dict(label=f"layer {layer + 1}, head {head + 1}", method="update",
-                    args=[{"visible": [i == layer * n_head + head for i in range(n_layer * n_head)]}])
-               for layer in range(n_layer) for head in range(n_head)]
-    fig.update_layout(title=title, height=700, xaxis=dict(type="category", title="key (attended to)", dtick=1,
-                                                          tickfont=dict(size=9)),
-                      yaxis=dict(type="category", title="query (attending)", autorange="reversed", dtick=1,
-                                 tickfont=dict(size=9)),
-                      updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.12,
-                                        yanchor="top", showactive=True)])
-    return fig
+    matrices = {f"layer {layer + 1}, head {head + 1}": maps[layer, head]
+                for layer in range(n_layer) for head in range(n_head)}
+    return matrix_selector(matrices, labels, labels, title, x_title="key (attended to)",
+                           y_title="query (attending)", colorbar_title="weight",
+                           hover="query %{y} ← key %{x}: %{z:.3f}", zmin=0)

@@ -1,0 +1,102 @@
+"""Small controlled experiments: train model variants with the same budget and seeds, compare fairly.
+
+Used by the positional-encoding chapter and the researcher exercise. Every run scores the
+whole validation split, so differences between variants are not sampling noise of the
+evaluation; the spread across seeds is the training noise a conclusion must beat.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .batches import split_loss
+from .model import GPT, GPTConfig
+from .training import History, TrainConfig, train
+
+
+@dataclass
+class Run:
+    variant: str
+    seed: int
+    params: int
+    history: History
+    val_loss: float  # on the whole validation split, at the training context length
+    seconds: float
+    model: GPT
+
+
+def train_variant(variant: str, overrides: dict, base_model: dict, train_settings: dict, seed: int,
+                  train_data: torch.Tensor, val_data: torch.Tensor, vocab_size: int, device: str = "cpu") -> Run:
+    """Train the base model with `overrides` applied, from seed `seed`, and score it."""
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=vocab_size, **{**base_model, **overrides}))
+    config = TrainConfig(**train_settings, seed=seed)
+    start = time.perf_counter()
+    history = train(model, train_data, val_data, config, device, progress=False)
+    seconds = time.perf_counter() - start
+    val = split_loss(model, val_data, config.block_size, batch_size=512, device=device)
+    return Run(variant, seed, model.num_params(), history, val, seconds, model)
+
+
+def run_study(variants: dict[str, dict], seeds: list[int], base_model: dict, train_settings: dict,
+              train_data: torch.Tensor, val_data: torch.Tensor, vocab_size: int, device: str = "cpu",
+              progress: bool = True) -> list[Run]:
+    """Every variant from every seed; the same data, steps and evaluation for all."""
+    from tqdm.auto import tqdm
+
+    jobs = [(name, seed) for name in variants for seed in seeds]
+    runs = []
+    for name, seed in tqdm(jobs, desc="runs", disable=not progress):
+        runs.append(train_variant(name, variants[name], base_model, train_settings, seed,
+                                  train_data, val_data, vocab_size, device))
+    return runs
+
+
+@dataclass
+class Summary:
+    variant: str
+    mean: float
+    std: float  # sample standard deviation across seeds
+    n: int
+    params: int
+
+    @property
+    def sem(self) -> float:
+        """Standard error of the mean."""
+        return self.std / math.sqrt(self.n) if self.n > 1 else math.inf
+
+
+def summarize(runs: list[Run]) -> dict[str, Summary]:
+    by_variant: dict[str, list[Run]] = {}
+    for run in runs:
+        by_variant.setdefault(run.variant, []).append(run)
+    return {name: Summary(name, statistics.mean(r.val_loss for r in rs),
+                          statistics.stdev(r.val_loss for r in rs) if len(rs) > 1 else 0.0,
+                          len(rs), rs[0].params)
+            for name, rs in by_variant.items()}
+
+
+def compare(candidate: Summary, baseline: Summary, z: float = 2.0) -> str:
+    """'better', 'worse' or 'within noise': is the difference of means beyond z combined standard errors?"""
+    difference = candidate.mean - baseline.mean
+    noise = z * math.sqrt(candidate.sem ** 2 + baseline.sem ** 2)
+    if abs(difference) <= noise:
+        return "within noise"
+    return "better" if difference < 0 else "worse"
+
+
+def extrapolation(model: GPT, val_data: torch.Tensor, lengths: list[int], max_tokens: int,
+                  device: str = "cpu") -> dict[int, float | None]:
+    """Loss on the first `max_tokens` validation tokens, read in windows of each length.
+
+    None where the model cannot run at that length (a learned table has no rows past it).
+    """
+    data = val_data[: max_tokens + 1]
+    table = model.config.block_size if model.config.position == "learned" else math.inf
+    return {length: split_loss(model, data, length, batch_size=16, device=device) if length <= table else None
+            for length in lengths}
