@@ -7,7 +7,9 @@ One module per idea, in the order the book meets them:
 - `attention`: scaled dot-product attention, heads, batched heads, the KV cache;
 - `model`: the GPT (config, LayerNorm, feed-forward, block); `sampling`: temperature, top-k, top-p;
 - `training`: the training loop; `checkpoint`: saving and loading runs; `cli`: `buildgpt train|sample`;
-- `bpe`: the byte-pair-encoding tokenizers;
+- `positions`, `norms`: position schemes (sinusoidal, RoPE, ALiBi) and normalisation layers;
+- `experiments`: controlled multi-seed comparisons of model variants;
+- `bpe`: the byte-pair-encoding tokenizers (`token_figures`: their figures);
 - shared helpers: `figures` (interactive plots), `profiles` (run sizes), `timing`, `show` (source in the book).
 
 Importing the package needs only torch, numpy and the small core dependencies: the book's
