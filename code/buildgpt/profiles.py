@@ -86,7 +86,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
                                  learning_rate=3e-3, warmup_iters=10, decay_lr=True, grad_clip=1.0),
                       max_val_loss=3.5),
         "cpu": dict(model=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, mlp="gelu"),
-                    train=dict(max_iters=1500, eval_interval=100, eval_iters=20, batch_size=32, block_size=64,
+                    train=dict(max_iters=1200, eval_interval=100, eval_iters=20, batch_size=32, block_size=64,
                                learning_rate=3e-3, warmup_iters=100, decay_lr=True, min_lr=3e-4,
                                weight_decay=0.1, grad_clip=1.0),
                     max_val_loss=2.0),
