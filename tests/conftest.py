@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from buildgpt import data
 
@@ -62,3 +63,12 @@ def shakespeare_text(tmp_path_factory) -> str:
         mp.setenv(data.CACHE_VAR, str(tmp_path_factory.mktemp("cache")))
         mp.setenv(data.MIRROR_VAR, str(MIRROR))
         return data.load_text("tinyshakespeare")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster than two fighting other processes for a small machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

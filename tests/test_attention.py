@@ -12,13 +12,7 @@ from buildgpt.attention import (BatchedSelfAttention, Head, KVCache, MultiHeadAt
 N_EMBD, N_HEAD, T = 32, 4, 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster than two fighting other processes for a small machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def qkv(t_query: int, t_key: int, seed: int = 0, d: int = 8):

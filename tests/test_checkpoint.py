@@ -18,13 +18,7 @@ META = {"tokenizer": {"type": "char", "chars": list("abc\n")}, "note": "ünïcod
         "n": 3, "nothing": None}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster than two fighting other processes for a small machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained(seed: int = 0, steps: int = 2):

@@ -11,13 +11,7 @@ from buildgpt.model import ATTENTIONS, GPT, GPTConfig, LayerNorm
 VOCAB = 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster than two fighting other processes for a small machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(**overrides) -> GPTConfig:

@@ -11,13 +11,7 @@ PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05])
 N = 4000  # samples per check: rows of one batch, so a single call draws them all
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster than two fighting other processes for a small machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def counts(logits: torch.Tensor, seed: int = 0, **kwargs) -> list[int]:

@@ -24,13 +24,7 @@ RUN = TrainConfig(max_iters=20, eval_interval=5, eval_iters=2, batch_size=8, blo
                   warmup_iters=3, decay_lr=True, weight_decay=0.1, grad_clip=1.0, compile=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster than two fighting other processes for a small machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fresh_model(seed: int = 0) -> GPT:
