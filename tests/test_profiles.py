@@ -110,3 +110,14 @@ def test_gpt_settings_build_a_model_and_a_config(name):
     model, train = GPTConfig(**settings["model"]), TrainConfig(**settings["train"])
     assert model.block_size == train.block_size  # the model is trained on windows it can hold
     assert 0 < settings["max_val_loss"] < 4.2
+
+
+@pytest.mark.parametrize("name", profiles.PROFILES)
+def test_tokenizer_lm_settings_build_a_model_and_a_config(name):
+    from buildgpt.model import GPTConfig
+
+    lm = profiles.Profile(name=name, device="cpu").settings("tokenizer")["lm"]
+    model, train = GPTConfig(vocab_size=lm["vocab_size"], **lm["model"]), TrainConfig(**lm["train"], seed=lm["seed"])
+    assert model.block_size == train.block_size
+    assert lm["vocab_size"] > 256
+    assert lm["min_bpe_margin"] is None or lm["min_bpe_margin"] > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -92,3 +94,18 @@ def split_loss(model: torch.nn.Module, data: torch.Tensor, block_size: int, batc
     finally:
         model.train(was_training)
     return total / count
+
+
+def bits_per_byte(loss: float, n_tokens: int, n_bytes: int) -> float:
+    """A mean loss of `loss` nats per token, over `n_tokens` predicted tokens that together hold
+    `n_bytes` bytes of text, as bits per byte.
+
+    A loss per token depends on how much text a token holds, so it cannot compare models with
+    different tokenizers. The total, `loss * n_tokens` nats, is the cost of the whole text
+    whatever the tokens; spread over its bytes and converted to base 2 (divided by ln 2), it can.
+    """
+    if n_tokens < 1 or n_bytes < 1:
+        raise ValueError(f"need at least one token and one byte, got n_tokens={n_tokens}, n_bytes={n_bytes}")
+    if not loss >= 0:  # also rejects NaN
+        raise ValueError(f"a cross-entropy loss is a number >= 0, got {loss}")
+    return loss * n_tokens / (n_bytes * math.log(2))
