@@ -21,15 +21,16 @@ def char_label(c: str) -> str:
     return _SPECIAL.get(c, c)
 
 
-def loss_curves(runs: History | Mapping[str, History], title: str = "Loss during training") -> go.Figure:
+def loss_curves(runs: History | Mapping[str, History], title: str = "Loss during training",
+                splits: Sequence[str] = ("train", "val")) -> go.Figure:
     """Train (dashed) and val (solid) loss against step, for one run or several overlaid."""
     runs = {"": runs} if isinstance(runs, History) else runs
     fig = go.Figure()
     for name, history in runs.items():
         prefix = f"{name} " if name else ""
-        fig.add_scatter(x=history.steps, y=history.train, mode="lines+markers", name=f"{prefix}train",
-                        line=dict(dash="dash"))
-        fig.add_scatter(x=history.steps, y=history.val, mode="lines+markers", name=f"{prefix}val")
+        for split in splits:
+            fig.add_scatter(x=history.steps, y=getattr(history, split), mode="lines+markers",
+                            name=f"{prefix}{split}", line=dict(dash="dash" if split == "train" else None))
     fig.update_layout(title=title, xaxis_title="step", yaxis_title="cross-entropy loss (nats)",
                       hovermode="x unified", height=420)
     return fig
