@@ -16,6 +16,7 @@ import torch
 
 from .batches import split_loss
 from .model import GPT, GPTConfig
+from .progress import tqdm
 from .training import History, TrainConfig, train
 
 
@@ -47,8 +48,6 @@ def run_study(variants: dict[str, dict], seeds: list[int], base_model: dict, tra
               train_data: torch.Tensor, val_data: torch.Tensor, vocab_size: int, device: str = "cpu",
               progress: bool = True) -> list[Run]:
     """Every variant from every seed; the same data, steps and evaluation for all."""
-    from tqdm.auto import tqdm
-
     jobs = [(name, seed) for name in variants for seed in seeds]
     runs = []
     for name, seed in tqdm(jobs, desc="runs", disable=not progress):

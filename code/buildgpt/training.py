@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -20,10 +19,7 @@ import torch
 
 from . import checkpoint
 from .batches import estimate_loss, get_batch, split_loss
-
-with warnings.catch_warnings():  # without ipywidgets, tqdm.auto falls back to text bars; that is fine
-    warnings.simplefilter("ignore")
-    from tqdm.auto import tqdm
+from .progress import tqdm
 
 
 @dataclass
