@@ -25,7 +25,6 @@ import functools
 import heapq
 import json
 import os
-import tempfile
 import unicodedata
 import warnings
 from collections import Counter, defaultdict
@@ -36,6 +35,8 @@ from typing import Literal
 
 import regex
 import tiktoken
+
+from .files import write_text_atomically
 
 Pair = tuple[int, int]
 Merges = dict[Pair, int]  # (left id, right id) -> id of the merged token, in the order learned
@@ -410,7 +411,7 @@ class Tokenizer:
         prefix = Path(file_prefix)
         paths = prefix.with_name(prefix.name + ".model"), prefix.with_name(prefix.name + ".vocab")
         for path, lines in zip(paths, (model, vocab)):
-            _write_atomically(path, "\n".join(lines) + "\n")
+            write_text_atomically(path, "\n".join(lines) + "\n")
         return paths
 
     @classmethod
@@ -466,14 +467,6 @@ class GPT4Tokenizer(RegexTokenizer):
     def train(self, text: str, vocab_size: int) -> None:
         raise NotImplementedError("GPT-4's merges are fixed; to learn merges with GPT-4's split "
                                   "pattern, train a RegexTokenizer(GPT4_SPLIT_PATTERN)")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename: never half a file."""
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False,
-                                     suffix=".tmp") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
 
 
 def _read_model(path: Path) -> tuple[str | None, list[int], dict[str, int], Merges]:

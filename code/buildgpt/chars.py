@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from .files import write_text_atomically
 
 
 class CharTokenizer:
@@ -51,12 +52,7 @@ class CharTokenizer:
 
     def save(self, file: str | os.PathLike) -> None:
         """Write the vocabulary as JSON, atomically (a crash never leaves half a file)."""
-        file = Path(file)
-        payload = json.dumps({"type": "char", "chars": self.chars}, ensure_ascii=False)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=file.parent or ".",
-                                         delete=False, suffix=".tmp") as tmp:
-            tmp.write(payload)
-        os.replace(tmp.name, file)
+        write_text_atomically(file, json.dumps({"type": "char", "chars": self.chars}, ensure_ascii=False))
 
     @classmethod
     def load(cls, file: str | os.PathLike) -> "CharTokenizer":
