@@ -99,19 +99,39 @@ class MultiHeadAttention(nn.Module):
 
 
 class KVCache:
-    """Keys and values of the positions seen so far, for one attention layer: (B, n_head, T, head_size)."""
+    """Keys and values of the positions seen so far, for one attention layer: (B, n_head, T, head_size).
+
+    They live in buffers that grow by doubling, so a generation step writes one new slot
+    instead of copying the whole cache (as torch.cat would, every step).
+    """
 
     def __init__(self):
-        self.k = self.v = None
+        self._k = self._v = None
+        self.length = 0
 
     def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.k = k if self.k is None else torch.cat((self.k, k), dim=2)
-        self.v = v if self.v is None else torch.cat((self.v, v), dim=2)
+        end = self.length + k.size(2)
+        if self._k is None or end > self._k.size(2):
+            capacity = max(end, 2 * (0 if self._k is None else self._k.size(2)), 16)
+            self._k, self._v = (self._grow(old, new, capacity) for old, new in ((self._k, k), (self._v, v)))
+        self._k[:, :, self.length:end] = k
+        self._v[:, :, self.length:end] = v
+        self.length = end
         return self.k, self.v
 
+    def _grow(self, old: torch.Tensor | None, new: torch.Tensor, capacity: int) -> torch.Tensor:
+        buffer = new.new_empty(*new.shape[:2], capacity, new.size(3))
+        if old is not None:
+            buffer[:, :, :self.length] = old[:, :, :self.length]
+        return buffer
+
     @property
-    def length(self) -> int:
-        return 0 if self.k is None else self.k.size(2)
+    def k(self) -> torch.Tensor | None:
+        return None if self._k is None else self._k[:, :, :self.length]
+
+    @property
+    def v(self) -> torch.Tensor | None:
+        return None if self._v is None else self._v[:, :, :self.length]
 
 
 class BatchedSelfAttention(nn.Module):
@@ -162,9 +182,12 @@ class BatchedSelfAttention(nn.Module):
         if self.fused and not self.record_weights:
             if bias is not None:  # the fused kernel takes a float mask: the bias, -inf in the future
                 mask = bias.masked_fill(~causal_mask(T, k.size(2), x.device), float("-inf")).to(q.dtype)
+            elif T == 1 or k.size(2) == T:  # one new query sees every key; or square: is_causal suffices
+                mask = None
             else:  # is_causal assumes square attention; with cached keys, pass the offset mask instead
-                mask = None if k.size(2) == T else causal_mask(T, k.size(2), x.device)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None)
+                mask = causal_mask(T, k.size(2), x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
+                                               is_causal=mask is None and T > 1)
         else:
             y, weights = scaled_dot_product_attention(q, k, v, dropout=dropout, training=self.training,
                                                       return_weights=True, bias=bias)
