@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from buildgpt.batches import cross_entropy, estimate_loss, get_batch, train_val_split
+from buildgpt.batches import cross_entropy, estimate_loss, get_batch, train_val_split, unigram_loss
 from buildgpt.bigram import BigramLanguageModel
 
 
@@ -142,3 +144,10 @@ def test_estimate_loss_runs_without_gradients(ramp):
     estimate_loss(model, {"train": ramp}, eval_iters=2, batch_size=2, block_size=4)
     assert seen == [(False, False), (False, False)]
     assert model.training
+
+
+def test_unigram_loss_is_the_cross_entropy_of_training_frequencies():
+    train = torch.tensor([0, 0, 0, 1])  # P(0) = 3/4, P(1) = 1/4
+    val = torch.tensor([0, 1])
+    expected = -(math.log(3 / 4) + math.log(1 / 4)) / 2
+    assert unigram_loss(train, val, vocab_size=3) == pytest.approx(expected)
