@@ -50,8 +50,8 @@ def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | 
 
 def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
            top_p: float | None, seed: int | None, use_cache: bool) -> int:
-    profile_device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, ckpt = checkpoint.load_model(path, profile_device)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, ckpt = checkpoint.load_model(path, device)
     if ckpt.meta.get("tokenizer", {}).get("type") != "char":
         raise checkpoint.CheckpointError(f"{path} holds no character tokenizer; was it written by `buildgpt train`?")
     tokenizer = CharTokenizer(ckpt.meta["tokenizer"]["chars"])
@@ -59,9 +59,9 @@ def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_
     if len(ids) > model.config.block_size:
         print(f"(the prompt has {len(ids)} tokens; only its last {model.config.block_size} fit the "
               "context window and are used)", file=sys.stderr)
-    generator = torch.Generator(profile_device).manual_seed(seed) if seed is not None else None
+    generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
     print(prompt, end="", flush=True)
-    idx = torch.tensor([ids], dtype=torch.long, device=profile_device)
+    idx = torch.tensor([ids], dtype=torch.long, device=device)
     for next_id in model.generate_stream(idx, max_new_tokens, temperature=temperature, top_k=top_k,
                                          top_p=top_p, use_cache=use_cache, generator=generator):
         print(tokenizer.decode(next_id[0].tolist()), end="", flush=True)
