@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from buildgpt.model import ATTENTIONS, GPT, GPTConfig, LayerNorm
+from buildgpt.norms import layer_norm
 
 VOCAB = 20
 
@@ -34,6 +35,7 @@ def prompt(batch: int = 2, length: int = 3, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_layernorm_equals_torch(bias):
+    """Both the written-out function and the layer (on PyTorch's kernel) equal nn.LayerNorm."""
     g = torch.Generator().manual_seed(0)
     ours = LayerNorm(24, bias=bias)
     theirs = nn.LayerNorm(24, bias=bias)
@@ -46,6 +48,17 @@ def test_layernorm_equals_torch(bias):
     assert (ours.bias is None) == (not bias)
     x = torch.randn(4, 7, 24, generator=g) * 3 + 1.5
     torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=0)
+    torch.testing.assert_close(layer_norm(x, ours.weight, ours.bias), theirs(x), atol=1e-5, rtol=0)
+
+
+def test_written_out_layernorm_gradients_equal_torch():
+    x = (torch.randn(3, 5, 16) * 2 + 1).requires_grad_()
+    weight, bias = torch.randn(16, requires_grad=True), torch.randn(16, requires_grad=True)
+    grad_out = torch.randn(3, 5, 16)
+    ours = torch.autograd.grad(layer_norm(x, weight, bias), (x, weight, bias), grad_out)
+    theirs = torch.autograd.grad(nn.functional.layer_norm(x, (16,), weight, bias), (x, weight, bias), grad_out)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_layernorm_normalises_each_position():

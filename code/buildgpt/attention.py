@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .dropout import Dropout, dropout as drop
 from .norms import RMSNorm
 from .positions import alibi_bias, apply_rope, rope_angles
 
@@ -36,13 +37,13 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     does not saturate into a one-hot at initialisation. `bias` (broadcast to the scores) is
     where ALiBi's distance penalty goes.
     """
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    scores = (q / math.sqrt(q.size(-1))) @ k.transpose(-2, -1)  # scaling q: T·d numbers, not T·T scores
     if bias is not None:
         scores = scores + bias
     if causal:
         scores = scores.masked_fill(~causal_mask(q.size(-2), k.size(-2), q.device), float("-inf"))
     weights = F.softmax(scores, dim=-1)
-    out = F.dropout(weights, dropout, training) @ v
+    out = drop(weights, dropout, training) @ v
     return (out, weights) if return_weights else out
 
 
@@ -76,7 +77,7 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
         self.heads = nn.ModuleList(Head(n_embd, n_embd // n_head, dropout) for _ in range(n_head))
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
-        self.resid_dropout = nn.Dropout(dropout)
+        self.resid_dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, cache: "KVCache | None" = None) -> torch.Tensor:
         if cache is not None:
@@ -156,7 +157,7 @@ class BatchedSelfAttention(nn.Module):
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=False)
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.dropout = dropout
-        self.resid_dropout = nn.Dropout(dropout)
+        self.resid_dropout = Dropout(dropout)
         self.fused = fused
         self.record_weights = False
         self.last_weights = None
@@ -179,7 +180,10 @@ class BatchedSelfAttention(nn.Module):
             k, v = cache.extend(k, v)
         bias = alibi_bias(self.n_head, T, k.size(2), x.device) if self.position == "alibi" else None
         dropout = self.dropout if self.training else 0.0
-        if self.fused and not self.record_weights:
+        # PyTorch has no fused CPU kernel with dropout: it falls back to the written-out math, which
+        # ours matches with a cheaper random mask (dropout.py).
+        fused = self.fused and not self.record_weights and not (dropout and x.device.type == "cpu")
+        if fused:
             if bias is not None:  # the fused kernel takes a float mask: the bias, -inf in the future
                 mask = bias.masked_fill(~causal_mask(T, k.size(2), x.device), float("-inf")).to(q.dtype)
             elif T == 1 or k.size(2) == T:  # one new query sees every key; or square: is_causal suffices

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .attention import BatchedSelfAttention, KVCache, MultiHeadAttention
 from .batches import cross_entropy
+from .dropout import Dropout
 from .norms import LayerNorm, RMSNorm
 from .positions import sinusoidal_table
 from .sampling import check_sampling_args, sample_next
@@ -81,7 +82,7 @@ class FeedForward(nn.Module):
         self.gate = nn.Linear(config.n_embd, hidden, bias=config.bias) if gated else None
         self.act = {"relu": nn.ReLU(), "gelu": nn.GELU(), "swiglu": nn.SiLU()}[config.mlp]
         self.down = nn.Linear(hidden, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.act(self.up(x)) if self.gate is None else self.act(self.gate(x)) * self.up(x)
@@ -122,7 +123,7 @@ class GPT(nn.Module):
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.n_embd)
         self.position_embedding = nn.Embedding(config.block_size, config.n_embd) if config.position == "learned" else None
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = make_norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=config.bias)

@@ -1,0 +1,52 @@
+"""Faster generation steps: half-precision weights for the one-token steps of a KV-cached decode.
+
+With the cache, each new token runs the model on a single position: every weight matrix is
+read from memory to do just two flops per weight, so a step's time is the time to *read* the
+weights, not to multiply. Storing a float16 copy halves those bytes (and 21 MB instead of
+43 MB for the 10.8M model can stay in a CPU's cache). Many positions at once (a prompt, the
+uncached path, training) are compute-bound instead, where a CPU multiplies float16 slower
+than float32: those keep the float32 weights. Activations and the KV cache stay float32;
+only the weights are rounded, to about 3 significant digits.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Below this many rows a matrix multiply is bound by reading the weights (measured on a CPU:
+# float16 wins at 1-4 rows, ties at 8, loses from 16 on).
+SKINNY_ROWS = 8
+
+
+class HalfWeightLinear(nn.Module):
+    """A frozen linear layer that uses a float16 copy of its weights for skinny inputs."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.linear = linear
+        self.register_buffer("weight16", linear.weight.detach().to(torch.float16), persistent=False)
+        bias16 = None if linear.bias is None else linear.bias.detach().to(torch.float16)
+        self.register_buffer("bias16", bias16, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[:-1].numel() >= SKINNY_ROWS:
+            return self.linear(x)
+        return F.linear(x.to(torch.float16), self.weight16, self.bias16).to(x.dtype)
+
+
+def with_half_weights(model: nn.Module) -> nn.Module:
+    """A copy of `model` for generation, each nn.Linear wrapped in a HalfWeightLinear.
+
+    The original is untouched (training it later does not leave stale copies behind). The
+    copy is in eval mode with gradients off.
+    """
+    fast = copy.deepcopy(model).eval().requires_grad_(False)
+    for parent in list(fast.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                setattr(parent, name, HalfWeightLinear(child))
+    return fast

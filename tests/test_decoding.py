@@ -1,0 +1,71 @@
+"""Half-precision weights for one-token decoding steps: same model, float32 where it matters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from buildgpt.attention import KVCache
+from buildgpt.decoding import SKINNY_ROWS, HalfWeightLinear, with_half_weights
+from buildgpt.model import GPT, GPTConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def model(seed: int = 0, **overrides) -> GPT:
+    torch.manual_seed(seed)
+    values = dict(vocab_size=30, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+    return GPT(GPTConfig(**{**values, **overrides})).eval()
+
+
+def test_wide_inputs_use_the_float32_weights_exactly():
+    linear = nn.Linear(16, 8)
+    x = torch.randn(SKINNY_ROWS, 16)
+    assert torch.equal(HalfWeightLinear(linear)(x), linear(x))
+
+
+def test_skinny_inputs_use_float16_weights_and_return_float32():
+    linear = nn.Linear(64, 32)
+    half = HalfWeightLinear(linear)
+    x = torch.randn(1, 64)
+    y = half(x)
+    assert y.dtype == torch.float32 and half.weight16.dtype == torch.float16
+    torch.testing.assert_close(y, linear(x), atol=5e-3, rtol=5e-3)
+    assert not torch.equal(y, linear(x))  # the float16 path did run
+
+
+def test_the_original_model_is_untouched():
+    original = model()
+    before = {k: v.clone() for k, v in original.state_dict().items()}
+    fast = with_half_weights(original)
+    assert not any(isinstance(m, HalfWeightLinear) for m in original.modules())
+    wrapped = [m for m in fast.modules() if isinstance(m, HalfWeightLinear)]
+    assert len(wrapped) == sum(isinstance(m, nn.Linear) for m in original.modules())
+    assert not fast.training and not any(p.requires_grad for p in fast.parameters())
+    for k, v in original.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_prefill_is_exact_and_cached_steps_stay_close():
+    """Teacher-forced through the cache: the prompt (many rows) exactly, each new token closely."""
+    original = model()
+    fast = with_half_weights(original)
+    tokens = torch.randint(0, 30, (1, 24), generator=torch.Generator().manual_seed(0))
+    prompt = tokens[:, :SKINNY_ROWS]
+    slow_caches, fast_caches = [KVCache() for _ in range(2)], [KVCache() for _ in range(2)]
+    with torch.no_grad():
+        assert torch.equal(fast(prompt, caches=fast_caches)[0], original(prompt, caches=slow_caches)[0])
+        for t in range(SKINNY_ROWS, tokens.size(1)):
+            step = tokens[:, t:t + 1]
+            torch.testing.assert_close(fast(step, caches=fast_caches)[0], original(step, caches=slow_caches)[0],
+                                       atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("position", ["learned", "rope"])
+def test_generation_past_the_window_with_every_sampling_option(position):
+    fast = with_half_weights(model(position=position))
+    idx = torch.zeros((2, 1), dtype=torch.long)
+    out = fast.generate(idx, 70, temperature=0.9, top_k=10, top_p=0.9,
+                        generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 71) and out.max() < 30
