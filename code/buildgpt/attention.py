@@ -41,7 +41,7 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     if bias is not None:
         scores = scores + bias
     if causal:
-        scores = scores.masked_fill(~causal_mask(q.size(-2), k.size(-2), q.device), float("-inf"))
+        scores = scores.masked_fill_(~causal_mask(q.size(-2), k.size(-2), q.device), float("-inf"))  # fresh: in place
     weights = F.softmax(scores, dim=-1)
     out = drop(weights, dropout, training) @ v
     return (out, weights) if return_weights else out

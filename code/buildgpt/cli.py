@@ -14,6 +14,7 @@ import torch
 
 from . import batches, checkpoint, data, profiles
 from .chars import CharTokenizer
+from .decoding import with_half_weights
 from .model import GPT, GPTConfig
 from .training import TrainConfig, TrainingDiverged, train
 
@@ -49,9 +50,11 @@ def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | 
 
 
 def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
-           top_p: float | None, seed: int | None, use_cache: bool) -> int:
+           top_p: float | None, seed: int | None, use_cache: bool, half_weights: bool = True) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, ckpt = checkpoint.load_model(path, device)
+    if use_cache and half_weights:
+        model = with_half_weights(model)
     if ckpt.meta.get("tokenizer", {}).get("type") != "char":
         raise checkpoint.CheckpointError(f"{path} holds no character tokenizer; was it written by `buildgpt train`?")
     tokenizer = CharTokenizer(ckpt.meta["tokenizer"]["chars"])
@@ -86,12 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--top-p", type=float, default=None)
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--no-cache", action="store_true", help="recompute the whole context every step")
+    s.add_argument("--full-precision", action="store_true",
+                   help="keep float32 weights for the one-token steps (default: a float16 copy, faster)")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             return train_preset(args.preset, args.out_dir, args.resume, args.max_iters)
         return sample(args.checkpoint, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
-                      args.top_p, args.seed, not args.no_cache)
+                      args.top_p, args.seed, not args.no_cache, not args.full_precision)
     except (ValueError, checkpoint.CheckpointError, data.DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
