@@ -1,8 +1,7 @@
 """Dropout: zero each activation with probability p during training, scale the rest by 1/(1-p).
 
 On the CPU, drawing the random mask is the expensive part: PyTorch draws one Bernoulli sample
-per element, which costs more than the matrix multiplies around it (about 4x our mask for the
-attention weights of the lecture's model at batch 16 x 256). Here one 64-bit random number
+per element, which costs several times our mask (chapter 3 times both). Here one 64-bit random number
 decides four elements, 16 bits each: an element is dropped when its 16 bits fall below
 round(p * 65536). So the drop probability is p rounded to a multiple of 1/65536 (0.2 becomes
 0.199997), and the kept values are scaled by the exact inverse of the keep probability: the
@@ -16,6 +15,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 LEVELS = 1 << 16  # each element's decision uses 16 random bits
+
+
+def check_probability(p: float) -> None:
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
 
 
 def keep_mask(shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:
@@ -43,8 +47,7 @@ class _MaskAndScale(torch.autograd.Function):
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    if not 0 <= p < 1:
-        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    check_probability(p)
     if not training or p == 0:
         return x
     if x.device.type != "cpu":
@@ -58,8 +61,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.0):
         super().__init__()
-        if not 0 <= p < 1:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        check_probability(p)
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
