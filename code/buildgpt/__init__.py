@@ -4,8 +4,9 @@ One module per idea, in the order the book meets them:
 - `data`: the dataset registry (offline first, sha256-checked);
 - `chars`: the character tokenizer; `batches`: splits, batches, the loss;
 - `bigram`: the baseline model;
-- `attention`: scaled dot-product attention, heads, batched heads, the KV cache;
-- `model`: the GPT (config, LayerNorm, feed-forward, block); `sampling`: temperature, top-k, top-p;
+- `attention`: scaled dot-product attention, heads, batched heads, the KV cache; `dropout`: a cheap CPU mask;
+- `model`: the GPT (config, feed-forward, block); `sampling`: temperature, top-k, top-p;
+- `decoding`: float16 weights for the one-token steps of cached generation;
 - `training`: the training loop; `checkpoint`: saving and loading runs; `cli`: `buildgpt train|sample`;
 - `positions`, `norms`: position schemes (sinusoidal, RoPE, ALiBi) and normalisation layers;
 - `experiments`: controlled multi-seed comparisons of model variants;
