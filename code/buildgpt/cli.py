@@ -12,30 +12,40 @@ from dataclasses import replace
 
 import torch
 
-from . import batches, checkpoint, data, profiles
-from .chars import CharTokenizer
-from .decoding import with_half_weights
-from .model import GPT, GPTConfig
-from .training import TrainConfig, TrainingDiverged, train
+from .data import registry
+from .data.batches import TokenBatches, train_val_split
+from .infer.generate import generate_stream
+from .infer.half_weights import with_half_weights
+from .infer.load import load_model
+from .nn.model import GPT
+from .settings import profiles
+from .tokenizers.chars import CharTokenizer
+from .train import checkpoint
+from .train.evaluate import split_loss
+from .train.loop import TrainingDiverged, train
 
 PRESETS = {"shakespeare-char": {"dataset": "tinyshakespeare", "settings": "gpt"}}
 
 
-def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | None) -> int:
+def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None) -> int:
     preset = PRESETS[name]
     profile = profiles.current()
     settings = profile.settings(preset["settings"])
-    text = data.load_text(preset["dataset"])
+    text = registry.load_text(preset["dataset"])
     tokenizer = CharTokenizer.from_text(text)
     tokens = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    train_data, val_data = batches.train_val_split(tokens)
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **settings["model"]))
-    config = TrainConfig(**settings["train"], out_dir=out_dir or f"checkpoints/{name}", resume=resume, full_val=True)
+    train_data, val_data = train_val_split(tokens)
+    config = replace(settings.train, out_dir=out_dir or f"checkpoints/{name}", resume=resume)
     if max_iters is not None:
         config = replace(config, max_iters=max_iters)
-    print(f"{name}: {model.num_params() / 1e6:.2f}M parameters, {profile.describe()}", file=sys.stderr)
+    if seed is not None:
+        config = replace(config, seed=seed)
+    torch.manual_seed(config.seed)  # the initial weights follow the run's seed, so a run repeats exactly
+    model = GPT(replace(settings.model, vocab_size=tokenizer.vocab_size))
+    print(f"{name}: {model.num_params() / 1e6:.2f}M parameters, seed {config.seed}, {profile.describe()}",
+          file=sys.stderr)
     try:
-        history = train(model, train_data, val_data, config, profile.device,
+        history = train(model, TokenBatches(train_data, val_data, model.config.block_size), config, profile.device,
                         meta={"tokenizer": {"type": "char", "chars": tokenizer.chars}, "preset": name})
     except KeyboardInterrupt:
         print(f"\ninterrupted; the last checkpoint in {config.out_dir} is intact: continue with --resume",
@@ -44,15 +54,16 @@ def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | 
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    full_val = split_loss(model, val_data, model.config.block_size, device=profile.device)
     print(f"best val loss {history.best_val:.4f} at step {history.best_step}; "
-          f"final loss on the whole val split {history.full_val:.4f}; checkpoints in {config.out_dir}")
+          f"final loss on the whole val split {full_val:.4f}; checkpoints in {config.out_dir}")
     return 0
 
 
 def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
            top_p: float | None, seed: int | None, use_cache: bool, half_weights: bool = True) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, ckpt = checkpoint.load_model(path, device)
+    model, ckpt = load_model(path, device)
     if use_cache and half_weights:
         model = with_half_weights(model)
     if ckpt.meta.get("tokenizer", {}).get("type") != "char":
@@ -65,7 +76,7 @@ def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_
     generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
     print(prompt, end="", flush=True)
     idx = torch.tensor([ids], dtype=torch.long, device=device)
-    for next_id in model.generate_stream(idx, max_new_tokens, temperature=temperature, top_k=top_k,
+    for next_id in generate_stream(model, idx, max_new_tokens, temperature=temperature, top_k=top_k,
                                          top_p=top_p, use_cache=use_cache, generator=generator):
         print(tokenizer.decode(next_id[0].tolist()), end="", flush=True)
     print()
@@ -80,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out-dir", help="where checkpoints go (default: checkpoints/PRESET)")
     t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.safetensors")
     t.add_argument("--max-iters", type=int, help="override the profile's number of steps")
+    t.add_argument("--seed", type=int, help="the run's seed: initial weights, batches, dropout (default: the profile's)")
     s = commands.add_parser("sample", help="generate text from a checkpoint, printing as it goes")
     s.add_argument("checkpoint")
     s.add_argument("--prompt", default="", help="text to continue (default: a newline)")
@@ -94,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
-            return train_preset(args.preset, args.out_dir, args.resume, args.max_iters)
+            return train_preset(args.preset, args.out_dir, args.resume, args.max_iters, args.seed)
         return sample(args.checkpoint, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
                       args.top_p, args.seed, not args.no_cache, not args.full_precision)
-    except (ValueError, checkpoint.CheckpointError, data.DatasetError) as e:
+    except (ValueError, checkpoint.CheckpointError, registry.DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -25,7 +25,7 @@ def _plotly_js_source() -> Path:
 
 
 def _configure(app, config):
-    from buildgpt.profiles import CELL_TIMEOUT, profile_name
+    from buildgpt.settings.profiles import CELL_TIMEOUT, profile_name
 
     config.nb_execution_timeout = CELL_TIMEOUT[profile_name()]
     # Plotly's figures are drawn for a light page; an unset mode also logs a JavaScript error.

@@ -1,4 +1,4 @@
-"""From one long tensor of token ids to training batches, and how the loss is measured."""
+"""Measuring a model: the mean loss over random batches, over a whole split, in bits per byte."""
 
 from __future__ import annotations
 
@@ -7,58 +7,27 @@ import math
 import torch
 import torch.nn.functional as F
 
-
-def train_val_split(data: torch.Tensor, train_fraction: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `train_fraction` of the tokens for training, the rest held out for validation.
-
-    A contiguous split (not a shuffled one) keeps validation text the model has never seen
-    in any context.
-    """
-    if not 0 < train_fraction < 1:
-        raise ValueError(f"train_fraction must be between 0 and 1, got {train_fraction}")
-    n = int(train_fraction * len(data))
-    return data[:n], data[n:]
-
-
-def get_batch(data: torch.Tensor, batch_size: int, block_size: int, device: str | torch.device = "cpu",
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`batch_size` random windows of `block_size` tokens (x) and the same windows shifted by one (y)."""
-    if len(data) < block_size + 1:
-        raise ValueError(
-            f"the data has {len(data)} tokens, but one window of block_size={block_size} needs "
-            f"{block_size + 1} (inputs plus the next token); use more text or a smaller block_size"
-        )
-    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
-    offsets = torch.arange(block_size)
-    x = data[starts[:, None] + offsets]
-    y = data[starts[:, None] + offsets + 1]
-    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-
-
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token loss over every position of every sequence (logits: B, T, V)."""
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
-
+from .objectives import BatchSource, LossFn, next_token_loss
 
 @torch.no_grad()
-def estimate_loss(model: torch.nn.Module, splits: dict[str, torch.Tensor], eval_iters: int,
-                  batch_size: int, block_size: int, device: str | torch.device = "cpu",
-                  generator: torch.Generator | None = None) -> dict[str, float]:
+def estimate_loss(model: torch.nn.Module, batches: BatchSource, eval_iters: int, batch_size: int,
+                  device: str | torch.device = "cpu", generator: torch.Generator | None = None,
+                  loss_fn: LossFn = next_token_loss) -> dict[str, float]:
     """The mean loss over `eval_iters` random batches of each split, in eval mode.
 
     One batch is noisy; averaging many gives a curve smooth enough to compare runs.
+    Example: `estimate_loss(model, TokenBatches(train, val, 64), eval_iters=20, batch_size=32)`.
     """
     was_training = model.training
     model.eval()
     losses = {}
     try:
-        for name, data in splits.items():
+        for split in ("train", "val"):
             total = 0.0
             for _ in range(eval_iters):
-                x, y = get_batch(data, batch_size, block_size, device, generator)
-                _, loss = model(x, y)
-                total += loss.item()
-            losses[name] = total / eval_iters
+                batch = tuple(t.to(device) for t in batches.batch(split, batch_size, generator))
+                total += loss_fn(model, batch).item()
+            losses[split] = total / eval_iters
     finally:
         model.train(was_training)
     return losses

@@ -2,49 +2,45 @@
 
 One file, one dataclass config, no framework (after nanoGPT's model.py). The config's
 `position`, `norm`, `mlp` and `attention` fields choose each part's implementation, so later
-chapters can ablate them without forking the model.
+chapters can ablate them without forking the model; `GPT.forward` itself is the lecture's path.
+Generation (sampling, the KV cache, faster weights) lives in `buildgpt.infer`, apart from the model.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .attention import BatchedSelfAttention, KVCache, MultiHeadAttention
-from .batches import cross_entropy
+from .attention import MultiHeadAttention
+from .causal_attention import CausalSelfAttention
 from .dropout import Dropout
+from .loss import cross_entropy
 from .norms import LayerNorm, RMSNorm
-from .positions import sinusoidal_table
-from .sampling import check_sampling_args, sample_next
+from .positions import LearnedPositions, NoPositions, SinusoidalPositions
 
 POSITIONS = ("learned", "none", "sinusoidal", "rope", "alibi")
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("relu", "gelu", "swiglu")
 ATTENTIONS = ("per_head", "batched", "fused")
-# The fixed table's entries have RMS 1/sqrt(2); scaled to RMS 0.02, the size of the learned
-# embeddings at initialisation, so positions do not drown the token embeddings at the start.
-SINUSOIDAL_SCALE = 0.02 * math.sqrt(2)
 
 
 @dataclass
 class GPTConfig:
-    vocab_size: int = 65
+    vocab_size: int = 65  # distinct tokens (65 characters in tinyshakespeare)
     block_size: int = 256  # the context window, in tokens
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.2
+    n_layer: int = 6  # Transformer blocks
+    n_head: int = 6  # attention heads per block; head size is n_embd // n_head
+    n_embd: int = 384  # width of the residual stream
+    dropout: float = 0.2  # probability of zeroing an activation in training
     bias: bool = True  # in the projections, the MLP, the norms and the head (never in q, k, v)
-    position: str = "learned"
-    norm: str = "layernorm"
-    mlp: str = "relu"
-    attention: str = "fused"
-    qk_norm: bool = False  # RMS-normalise queries and keys per head (batched paths only)
+    position: str = "learned"  # one of POSITIONS (chapter 4)
+    norm: str = "layernorm"  # one of NORMS (exercise 4)
+    mlp: str = "relu"  # the feed-forward non-linearity, one of MLPS (exercise 4)
+    attention: str = "fused"  # one of ATTENTIONS: the same function, three implementations (exercise 1)
+    qk_norm: bool = False  # RMS-normalise queries and keys per head (batched paths only; exercise 4)
 
     def __post_init__(self):
         for name, allowed in (("position", POSITIONS), ("norm", NORMS), ("mlp", MLPS), ("attention", ATTENTIONS)):
@@ -96,10 +92,19 @@ def make_norm(config: GPTConfig) -> nn.Module:
 def make_attention(config: GPTConfig) -> nn.Module:
     if config.attention == "per_head":
         return MultiHeadAttention(config.n_embd, config.n_head, config.dropout, config.bias)
-    return BatchedSelfAttention(config.n_embd, config.n_head, config.dropout, config.bias,
-                                fused=config.attention == "fused",
-                                position=config.position if config.position in ("rope", "alibi") else None,
-                                qk_norm=config.qk_norm)
+    return CausalSelfAttention(config.n_embd, config.n_head, config.dropout, config.bias,
+                               fused=config.attention == "fused",
+                               position=config.position if config.position in ("rope", "alibi") else None,
+                               qk_norm=config.qk_norm)
+
+
+def make_positions(config: GPTConfig) -> nn.Module:
+    """What is added to the token embeddings: a learned table, the sinusoidal one, or nothing."""
+    if config.position == "learned":
+        return LearnedPositions(config.block_size, config.n_embd)
+    if config.position == "sinusoidal":
+        return SinusoidalPositions(config.n_embd, config.block_size)
+    return NoPositions()
 
 
 class Block(nn.Module):
@@ -112,9 +117,10 @@ class Block(nn.Module):
         self.ln2 = make_norm(config)
         self.ffwd = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), cache)
-        return x + self.ffwd(self.ln2(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        x = x + self.ffwd(self.ln2(x))
+        return x
 
 
 class GPT(nn.Module):
@@ -122,7 +128,7 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.n_embd)
-        self.position_embedding = nn.Embedding(config.block_size, config.n_embd) if config.position == "learned" else None
+        self.position_embedding = make_positions(config)
         self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = make_norm(config)
@@ -143,25 +149,15 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                caches: list[KVCache] | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """Logits (B, T, vocab) for every position, and the mean loss if `targets` (B, T) are given."""
         B, T = idx.shape
-        start = caches[0].length if caches else 0
-        if self.position_embedding is not None and start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} tokens exceeds the context window "
-                             f"block_size={self.config.block_size}: a learned position table has no rows "
-                             "beyond it. Crop the input (generate() does), or use another position scheme")
-        x = self.token_embedding(idx)
-        if self.position_embedding is not None:
-            x = x + self.position_embedding(torch.arange(start, start + T, device=idx.device))
-        elif self.config.position == "sinusoidal":
-            table = sinusoidal_table(T, self.config.n_embd, start=start).to(x.device, x.dtype)
-            x = x + SINUSOIDAL_SCALE * table
-        x = self.dropout(x)
-        for i, block in enumerate(self.blocks):
-            x = block(x, caches[i] if caches else None)
-        logits = self.lm_head(self.ln_f(x))
+        tok_emb = self.token_embedding(idx)  # (B, T, n_embd)
+        pos_emb = self.position_embedding(T)  # (T, n_embd)
+        x = self.dropout(tok_emb + pos_emb)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
         loss = None if targets is None else cross_entropy(logits, targets)
         return logits, loss
 
@@ -172,7 +168,7 @@ class GPT(nn.Module):
         self.eval()
         attns = [block.attn for block in self.blocks]
         for attn in attns:
-            attn.record_weights = True
+            attn.record_weights = True  # the fused kernel keeps no weights: take the written-out path
         try:
             self(idx[:1])
             return torch.stack([attn.last_weights[0] for attn in attns])
@@ -180,48 +176,3 @@ class GPT(nn.Module):
             for attn in attns:
                 attn.record_weights = False
             self.train(was_training)
-
-    @torch.no_grad()
-    def generate_stream(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                        top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
-                        generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-        """Yield each new token (B, 1) as soon as it is sampled.
-
-        Only the last `block_size` tokens are ever used as context: a longer prompt is cropped.
-        With `use_cache`, keys and values of past positions are kept (KV cache), so each step
-        runs the model on one new token instead of the whole window; the tokens are the same as
-        without the cache while the sequence fits the window. Once it outgrows the window, the
-        cache is rebuilt from the last `block_size // 2` tokens (positions are absolute, so a
-        full cache cannot simply slide), so from then on the context is half to one window long.
-        `temperature=0` means greedy decoding. See `sampling.sample_next` for top-k and top-p.
-        """
-        check_sampling_args(max_new_tokens, temperature, top_k, top_p)
-        if idx.dim() != 2 or idx.size(1) == 0:
-            raise ValueError("the prompt must be a (batch, time) tensor with at least one token")
-        if self.config.attention == "per_head":
-            use_cache = False  # the per-head module keeps no cache
-        was_training = self.training
-        self.eval()
-        window = self.config.block_size
-        caches = None
-        try:
-            for _ in range(max_new_tokens):
-                if not use_cache:
-                    logits, _ = self(idx[:, -window:])
-                elif caches is None or caches[0].length >= window:
-                    keep = window if caches is None else max(1, window // 2)
-                    caches = [KVCache() for _ in self.blocks]
-                    logits, _ = self(idx[:, -keep:], caches=caches)
-                else:
-                    logits, _ = self(idx[:, -1:], caches=caches)
-                next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
-                idx = torch.cat((idx, next_id), dim=1)
-                yield next_id
-        finally:
-            self.train(was_training)
-
-    @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
-        """The prompt followed by `max_new_tokens` sampled tokens; keyword arguments as `generate_stream`."""
-        new = list(self.generate_stream(idx, max_new_tokens, **kwargs))
-        return torch.cat([idx, *new], dim=1)

@@ -17,7 +17,6 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .model import GPT, GPTConfig
 
 FORMAT = "buildgpt-checkpoint-1"
 
@@ -28,7 +27,7 @@ class CheckpointError(RuntimeError):
 
 @dataclass
 class Checkpoint:
-    model_config: GPTConfig
+    model_config: dict  # the model's config as a dict (`GPTConfig.from_dict` rebuilds it)
     model_state: dict[str, torch.Tensor]
     step: int
     meta: dict  # the training config, loss history, tokenizer: whatever the trainer stored
@@ -52,13 +51,32 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], param_groups: list) -
     return {"state": state, "param_groups": param_groups}
 
 
-def save(path: str | os.PathLike, model: GPT, step: int, meta: dict,
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model itself, out of a torch.compile wrapper (`_orig_mod`) and a DDP wrapper (`module`)."""
+    while isinstance(getattr(model, "_orig_mod", None) or getattr(model, "module", None), torch.nn.Module):
+        model = getattr(model, "_orig_mod", None) or model.module
+    return model
+
+
+def model_config_of(model: torch.nn.Module) -> dict:
+    """The config a checkpoint records: any model with a `.config` that has `to_dict()`."""
+    config = getattr(unwrap(model), "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        raise CheckpointError(f"checkpoints need a model with a .config (a GPT); {type(model).__name__} has none")
+    return config.to_dict()
+
+
+def save(path: str | os.PathLike, model: torch.nn.Module, step: int, meta: dict,
          optimizer: torch.optim.Optimizer | None = None, rng_state: torch.Tensor | None = None) -> Path:
+    """Write weights, config, `meta` (and optionally optimizer and random state) to `path`, atomically.
+
+    Example: `save("checkpoints/run/last.safetensors", model, step=100, meta={"preset": "shakespeare-char"})`.
+    """
     path = Path(path)
+    header = {"format": FORMAT, "model_config": model_config_of(model), "step": step, "meta": meta}
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = getattr(model, "_orig_mod", model)  # a torch.compile'd model keeps the real one here
+    model = unwrap(model)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    header = {"format": FORMAT, "model_config": model.config.to_dict(), "step": step, "meta": meta}
     if optimizer is not None:
         optim_tensors, header["optim_param_groups"] = _flatten_optimizer(optimizer.state_dict())
         tensors.update({k: v.cpu().contiguous() for k, v in optim_tensors.items()})
@@ -75,8 +93,11 @@ def save(path: str | os.PathLike, model: GPT, step: int, meta: dict,
     return path
 
 
-def load(path: str | os.PathLike, expected_config: GPTConfig | None = None) -> Checkpoint:
-    """Read a checkpoint; with `expected_config`, refuse one written for a different model."""
+def load(path: str | os.PathLike, expected_config: dict | None = None) -> Checkpoint:
+    """Read a checkpoint; with `expected_config` (a config dict), refuse one written for a different model.
+
+    Example: `load("checkpoints/shakespeare-char/last.safetensors").step`.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
@@ -89,13 +110,12 @@ def load(path: str | os.PathLike, expected_config: GPTConfig | None = None) -> C
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not a buildgpt checkpoint")
     try:
-        config = GPTConfig.from_dict(header["model_config"])
-        step, meta = int(header["step"]), dict(header["meta"])
+        config, step, meta = dict(header["model_config"]), int(header["step"]), dict(header["meta"])
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path} has a damaged header ({type(e).__name__}: {e})") from None
     if expected_config is not None and config != expected_config:
-        diffs = [f"{k}: file has {v!r}, expected {getattr(expected_config, k)!r}"
-                 for k, v in config.to_dict().items() if getattr(expected_config, k) != v]
+        diffs = [f"{k}: file has {config.get(k)!r}, expected {expected_config.get(k)!r}"
+                 for k in sorted(set(config) | set(expected_config)) if config.get(k) != expected_config.get(k)]
         raise CheckpointError(f"{path} was written for a different model ({'; '.join(diffs)})")
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
@@ -104,14 +124,3 @@ def load(path: str | os.PathLike, expected_config: GPTConfig | None = None) -> C
         optimizer_state=_unflatten_optimizer(optim, header["optim_param_groups"]) if "optim_param_groups" in header else None,
         rng_state=tensors.get("rng"),
     )
-
-
-def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[GPT, Checkpoint]:
-    """A GPT rebuilt from a checkpoint's config and weights, in eval mode."""
-    ckpt = load(path)
-    model = GPT(ckpt.model_config)
-    try:
-        model.load_state_dict(ckpt.model_state)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit its own config: {e}") from None
-    return model.to(device).eval(), ckpt

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .batches import cross_entropy
-from .sampling import sample_next
+from .loss import cross_entropy
 
 
 class BigramLanguageModel(nn.Module):
@@ -32,5 +32,7 @@ class BigramLanguageModel(nn.Module):
             raise ValueError("generation needs a prompt of at least one token per row")
         for _ in range(max_new_tokens):
             logits, _ = self(idx[:, -1:])  # only the last character matters
-            idx = torch.cat((idx, sample_next(logits[:, -1, :], generator=generator)), dim=1)
+            probs = F.softmax(logits[:, -1, :], dim=-1)  # (B, vocab_size)
+            next_id = torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
+            idx = torch.cat((idx, next_id), dim=1)
         return idx

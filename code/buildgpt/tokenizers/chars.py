@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from .files import write_text_atomically
+from ..utils.files import write_text_atomically
 
 
 class CharTokenizer:

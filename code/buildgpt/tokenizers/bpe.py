@@ -36,7 +36,7 @@ from typing import Literal
 import regex
 import tiktoken
 
-from .files import write_text_atomically
+from ..utils.files import write_text_atomically
 
 Pair = tuple[int, int]
 Merges = dict[Pair, int]  # (left id, right id) -> id of the merged token, in the order learned

@@ -5,7 +5,10 @@
   their dot product depends only on the offset between positions (RoFormer);
 - ALiBi: no embedding at all; subtract from each attention score a per-head slope times the
   distance between query and key (Press et al., "Train Short, Test Long").
-Learned absolute embeddings (GPT-2) are a plain `nn.Embedding` in `model.py`.
+Learned absolute embeddings (GPT-2) are `LearnedPositions`, a table with one row per position.
+
+The schemes added to the embeddings share one interface: `module(T, start=0)` gives the
+(T, n_embd) vectors of positions start .. start + T - 1 (or 0.0 when nothing is added).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn as nn
 
 
 def sinusoidal_table(n_positions: int, dim: int, base: float = 10000.0, start: int = 0) -> torch.Tensor:
@@ -79,3 +83,38 @@ def alibi_bias(n_head: int, t_query: int, t_key: int, device=None) -> torch.Tens
     key_pos = torch.arange(t_key, device=device)[None, :]
     distance = (query_pos - key_pos).float()
     return -alibi_slopes(n_head).to(device)[:, None, None] * distance
+
+
+class LearnedPositions(nn.Embedding):
+    """GPT-2's learned table: one trained vector per position, `block_size` rows, none beyond."""
+
+    def forward(self, T: int, start: int = 0) -> torch.Tensor:
+        if start + T > self.num_embeddings:
+            raise ValueError(f"sequence of {start + T} tokens exceeds the context window "
+                             f"block_size={self.num_embeddings}: a learned position table has no rows "
+                             "beyond it. Crop the input (generation does), or use another position scheme")
+        return super().forward(torch.arange(start, start + T, device=self.weight.device))  # (T, n_embd)
+
+
+class SinusoidalPositions(nn.Module):
+    """The fixed sinusoidal table, for any length, scaled to the size of the learned embeddings at
+    initialisation (RMS 0.02; the raw table has RMS 1/sqrt(2)), so positions do not drown the tokens."""
+
+    SCALE = 0.02 * math.sqrt(2)
+
+    def __init__(self, n_embd: int, block_size: int):
+        super().__init__()
+        self.register_buffer("table", self.SCALE * sinusoidal_table(block_size, n_embd), persistent=False)
+
+    def forward(self, T: int, start: int = 0) -> torch.Tensor:
+        if start + T <= len(self.table):
+            return self.table[start:start + T]
+        table = sinusoidal_table(T, self.table.size(1), start=start).to(self.table.device)
+        return self.SCALE * table  # past the precomputed rows (evaluating beyond the context)
+
+
+class NoPositions(nn.Module):
+    """Nothing added to the embeddings: no position information, or positions inside attention (RoPE, ALiBi)."""
+
+    def forward(self, T: int, start: int = 0) -> float:
+        return 0.0

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from .training import History
+from ..train.loop import History
 
 _SPECIAL = {"\n": "\\n", " ": "␣", "\t": "\\t"}
 

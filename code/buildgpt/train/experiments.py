@@ -10,14 +10,15 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from .batches import split_loss
-from .model import GPT, GPTConfig
-from .progress import tqdm
-from .training import History, TrainConfig, train
+from ..data.batches import TokenBatches
+from ..nn.model import GPT, GPTConfig
+from ..utils.progress import tqdm
+from .evaluate import split_loss
+from .loop import History, TrainConfig, train
 
 
 @dataclass
@@ -31,27 +32,30 @@ class Run:
     model: GPT
 
 
-def train_variant(variant: str, overrides: dict, base_model: dict, train_settings: dict, seed: int,
+def train_variant(variant: str, overrides: dict, base_model: GPTConfig, schedule: TrainConfig, seed: int,
                   train_data: torch.Tensor, val_data: torch.Tensor, vocab_size: int, device: str = "cpu") -> Run:
-    """Train the base model with `overrides` applied, from seed `seed`, and score it."""
+    """Train the base model with `overrides` applied, from seed `seed`, and score it.
+
+    Example: `train_variant("rope", {"position": "rope"}, model, schedule, 0, train, val, 65)`.
+    """
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=vocab_size, **{**base_model, **overrides}))
-    config = TrainConfig(**train_settings, seed=seed)
+    model = GPT(replace(base_model, vocab_size=vocab_size, **overrides))
+    config = replace(schedule, seed=seed)
     start = time.perf_counter()
-    history = train(model, train_data, val_data, config, device, progress=False)
+    history = train(model, TokenBatches(train_data, val_data, model.config.block_size), config, device, progress=False)
     seconds = time.perf_counter() - start
-    val = split_loss(model, val_data, config.block_size, batch_size=512, device=device)
+    val = split_loss(model, val_data, model.config.block_size, batch_size=512, device=device)
     return Run(variant, seed, model.num_params(), history, val, seconds, model)
 
 
-def run_study(variants: dict[str, dict], seeds: list[int], base_model: dict, train_settings: dict,
+def run_study(variants: dict[str, dict], seeds: list[int], base_model: GPTConfig, schedule: TrainConfig,
               train_data: torch.Tensor, val_data: torch.Tensor, vocab_size: int, device: str = "cpu",
               progress: bool = True) -> list[Run]:
     """Every variant from every seed; the same data, steps and evaluation for all."""
     jobs = [(name, seed) for name in variants for seed in seeds]
     runs = []
     for name, seed in tqdm(jobs, desc="runs", disable=not progress):
-        runs.append(train_variant(name, variants[name], base_model, train_settings, seed,
+        runs.append(train_variant(name, variants[name], base_model, schedule, seed,
                                   train_data, val_data, vocab_size, device))
     return runs
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 MIRROR_VAR = "BUILDGPT_DATA_MIRROR"
 CACHE_VAR = "BUILDGPT_DATA_DIR"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 _CHUNK = 1 << 20
 
 

@@ -1,0 +1,46 @@
+"""From one long tensor of token ids to training batches: the split, and random windows."""
+
+from __future__ import annotations
+
+import torch
+
+
+def train_val_split(data: torch.Tensor, train_fraction: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `train_fraction` of the tokens for training, the rest held out for validation.
+
+    A contiguous split (not a shuffled one) keeps validation text the model has never seen
+    in any context.
+    """
+    if not 0 < train_fraction < 1:
+        raise ValueError(f"train_fraction must be between 0 and 1, got {train_fraction}")
+    n = int(train_fraction * len(data))
+    return data[:n], data[n:]
+
+
+def get_batch(data: torch.Tensor, batch_size: int, block_size: int, device: str | torch.device = "cpu",
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`batch_size` random windows of `block_size` tokens (x) and the same windows shifted by one (y)."""
+    if len(data) < block_size + 1:
+        raise ValueError(
+            f"the data has {len(data)} tokens, but one window of block_size={block_size} needs "
+            f"{block_size + 1} (inputs plus the next token); use more text or a smaller block_size"
+        )
+    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
+    offsets = torch.arange(block_size)
+    x = data[starts[:, None] + offsets]
+    y = data[starts[:, None] + offsets + 1]
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+class TokenBatches:
+    """The batch source of plain language modelling: random windows of one token stream per split.
+
+    Example: `TokenBatches(train_data, val_data, block_size=64).batch("train", 32)` gives (x, y).
+    """
+
+    def __init__(self, train: torch.Tensor, val: torch.Tensor, block_size: int):
+        self.splits = {"train": train, "val": val}
+        self.block_size = block_size
+
+    def batch(self, split: str, batch_size: int, generator: torch.Generator | None = None):
+        return get_batch(self.splits[split], batch_size, self.block_size, generator=generator)

@@ -1,0 +1,227 @@
+"""The one training loop of the book: from the bigram table to pretraining, finetuning and alignment.
+
+It knows nothing about what a batch holds. A *batch source* hands out batches of a split, and
+a *loss function* turns the model and a batch into one number, so plain next-token windows,
+masked answers, chat turns and preference pairs all train here. Around the step: AdamW
+(weight decay on matrices only), linear warmup then cosine decay, gradient accumulation,
+gradient clipping, periodic evaluation into a loss history with tokens per second, best/last
+checkpoints written atomically, exact resume, bf16 autocast and `torch.compile` on a GPU, and
+a stop with a clear message if the loss stops being a number.
+
+On several processes (`torchrun`, a DDP or FSDP2 model) every rank takes its own batches and
+evaluates; only rank 0 shows progress and writes checkpoints; gradients are synchronised only
+on the last micro-step of an accumulation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from ..utils.progress import tqdm
+from . import checkpoint
+from .evaluate import estimate_loss
+from .objectives import BatchSource, LossFn, next_token_loss
+
+
+@dataclass
+class TrainConfig:
+    max_iters: int = 3000  # optimizer steps
+    eval_interval: int = 200  # evaluate (and checkpoint) every this many steps, and at the end
+    eval_iters: int = 100  # random batches per split per evaluation
+    batch_size: int = 32  # sequences per micro-batch, per process
+    grad_accum_steps: int = 1  # micro-batches summed into one optimizer step
+    learning_rate: float = 1e-2  # the peak learning rate
+    min_lr: float | None = None  # where the cosine decay ends; None: learning_rate / 10
+    warmup_iters: int = 0  # steps of linear warmup from 0 to learning_rate
+    decay_lr: bool = False  # cosine decay to min_lr at max_iters
+    weight_decay: float = 0.0  # AdamW's decay, on matrices only
+    beta1: float = 0.9  # AdamW's momentum of the gradient
+    beta2: float = 0.99  # AdamW's momentum of the squared gradient
+    grad_clip: float = 0.0  # clip the gradient norm to this; 0: no clipping
+    seed: int = 1337  # batches, dropout and evaluation batches all follow it
+    out_dir: str | None = None  # where best.safetensors and last.safetensors go; None: no checkpoints
+    resume: bool = False  # continue from out_dir/last.safetensors if it exists
+    compile: bool | None = None  # torch.compile the model; None: only on CUDA
+
+    def __post_init__(self):
+        if self.grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
+        if self.eval_interval < 1 or self.max_iters < 0:
+            raise ValueError(f"need eval_interval >= 1 and max_iters >= 0, got {self.eval_interval}, {self.max_iters}")
+
+    def lr_at(self, step: int) -> float:
+        """Linear warmup to `learning_rate`, then (if `decay_lr`) cosine decay to `min_lr` at `max_iters`."""
+        if step < self.warmup_iters:
+            return self.learning_rate * (step + 1) / self.warmup_iters
+        if not self.decay_lr:
+            return self.learning_rate
+        min_lr = self.learning_rate / 10 if self.min_lr is None else self.min_lr
+        progress = min(1.0, (step - self.warmup_iters) / max(1, self.max_iters - self.warmup_iters))
+        return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (self.learning_rate - min_lr)
+
+
+@dataclass
+class History:
+    """What each evaluation measured: at `steps[i]`, after `tokens[i]` training tokens (all ranks)
+    and `seconds[i]` of wall time, the losses `train[i]` and `val[i]`, and the training speed since
+    the previous evaluation in `tokens_per_second[i]`."""
+
+    steps: list[int] = field(default_factory=list)
+    train: list[float] = field(default_factory=list)
+    val: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    tokens_per_second: list[float] = field(default_factory=list)
+    best_val: float = math.inf
+    best_step: int = -1
+
+    @property
+    def final_val(self) -> float:
+        return self.val[-1]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """This process's rank and the number of processes (0 and 1 without torch.distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: str) -> torch.optim.AdamW:
+    """AdamW that decays matrices (weights, embeddings) but not biases and norm gains."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    # One kernel for all parameters instead of a loop over them: about 3x faster on CPU and GPU.
+    fused = device.split(":")[0] in ("cpu", "cuda")
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.beta1, config.beta2), fused=fused)
+
+
+def set_gradient_sync(model: torch.nn.Module, enabled: bool) -> None:
+    """Tell a DDP or FSDP2 model whether this backward pass should synchronise gradients across ranks.
+
+    Accumulating micro-batches needs the sum only once, after the last: syncing every micro-step
+    would send the same gradient bytes `grad_accum_steps` times.
+    """
+    if hasattr(model, "require_backward_grad_sync"):  # DistributedDataParallel
+        model.require_backward_grad_sync = enabled
+    elif hasattr(model, "set_requires_gradient_sync"):  # FSDP2 (fully_shard)
+        model.set_requires_gradient_sync(enabled)
+
+
+def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, device: str = "cpu", *,
+          loss_fn: LossFn = next_token_loss, progress: bool = True, meta: dict | None = None,
+          on_eval: Callable[[int, History], None] | None = None) -> History:
+    """Train `model` in place on `batches`, minimising `loss_fn`, and return its loss history.
+
+    Evaluates every `eval_interval` steps and at the end. With `out_dir`, each evaluation
+    writes `last.safetensors` (and `best.safetensors` when the val loss improves), with
+    `meta` stored alongside (e.g. the tokenizer), so a run can be resumed or sampled from.
+    """
+    rank, world_size = rank_and_world_size()
+    out_dir = Path(config.out_dir) if config.out_dir else None
+    model.to(device).train()
+    optimizer = make_optimizer(model, config, device)
+    batch_rng = torch.Generator().manual_seed(config.seed + 1_000_003 * rank)  # each rank its own batches
+    eval_rng = torch.Generator().manual_seed(config.seed + 1)  # the same eval batches whatever training does
+    torch.manual_seed(config.seed)  # dropout
+    history, start = History(), 0
+    if config.resume and out_dir and (out_dir / "last.safetensors").is_file():
+        start, history = _resume(out_dir / "last.safetensors", model, optimizer, batch_rng, eval_rng)
+
+    use_compile = config.compile if config.compile is not None else device.startswith("cuda")
+    runner = torch.compile(model) if use_compile else model
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
+    meta = {"train_config": asdict(config), **(meta or {})}
+    tokens = history.tokens[-1] if history.tokens else 0
+    t0 = time.perf_counter() - (history.seconds[-1] if history.seconds else 0.0)
+    train_seconds, interval_tokens = 0.0, 0  # since the last evaluation, for tokens per second
+
+    bar = tqdm(total=config.max_iters, initial=start, desc="training", disable=not progress or rank != 0,
+               mininterval=1.0)
+    for step in range(start, config.max_iters + 1):
+        is_eval = step % config.eval_interval == 0 or step == config.max_iters
+        if is_eval and not (step == start and history.steps and history.steps[-1] == step):
+            with autocast:
+                losses = estimate_loss(runner, batches, config.eval_iters, config.batch_size, device, eval_rng,
+                                       loss_fn)
+            speed = interval_tokens / train_seconds if train_seconds else math.nan
+            _record(history, step, losses, config.lr_at(step), time.perf_counter() - t0, tokens, speed)
+            train_seconds, interval_tokens = 0.0, 0
+            bar.set_postfix(train=f"{losses['train']:.3f}", val=f"{losses['val']:.3f}")
+            if out_dir and rank == 0:
+                _save(out_dir, model, optimizer, step, history, meta, batch_rng, eval_rng)
+            if on_eval:
+                on_eval(step, history)
+        if step == config.max_iters:
+            break
+        step_start = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(step)
+        for micro_step in range(config.grad_accum_steps):
+            batch = tuple(t.to(device, non_blocking=True) for t in batches.batch("train", config.batch_size, batch_rng))
+            set_gradient_sync(model, micro_step == config.grad_accum_steps - 1)
+            with autocast:
+                loss = loss_fn(runner, batch) / config.grad_accum_steps  # the step's loss is the mean
+            if not torch.isfinite(loss):
+                kept = f"the last checkpoint ({out_dir / 'last.safetensors'}) was kept" if out_dir else "no checkpoint was written"
+                raise TrainingDiverged(f"loss became {loss.item()} at step {step}; {kept}. "
+                                       "Lower the learning rate or enable gradient clipping.")
+            loss.backward()
+            tokens += batch[0].numel() * world_size
+            interval_tokens += batch[0].numel() * world_size
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        train_seconds += time.perf_counter() - step_start
+        bar.update(1)
+    bar.close()
+    return history
+
+
+def _record(history: History, step: int, losses: dict[str, float], lr: float, seconds: float, tokens: int,
+            tokens_per_second: float) -> None:
+    history.steps.append(step)
+    history.train.append(losses["train"])
+    history.val.append(losses["val"])
+    history.lr.append(lr)
+    history.seconds.append(seconds)
+    history.tokens.append(tokens)
+    history.tokens_per_second.append(tokens_per_second)
+    if losses["val"] < history.best_val:
+        history.best_val, history.best_step = losses["val"], step
+
+
+def _save(out_dir: Path, model, optimizer, step: int, history: History, meta: dict,
+          batch_rng: torch.Generator, eval_rng: torch.Generator) -> None:
+    rng = torch.stack([batch_rng.get_state(), eval_rng.get_state(), torch.get_rng_state()])
+    meta = {**meta, "history": asdict(history)}
+    checkpoint.save(out_dir / "last.safetensors", model, step, meta, optimizer, rng)
+    if history.best_step == step:
+        checkpoint.save(out_dir / "best.safetensors", model, step, meta)
+
+
+def _resume(path: Path, model, optimizer, batch_rng: torch.Generator, eval_rng: torch.Generator):
+    """Restore weights, optimizer and random streams, so the run continues exactly where it stopped."""
+    ckpt = checkpoint.load(path, expected_config=checkpoint.model_config_of(model))
+    checkpoint.unwrap(model).load_state_dict(ckpt.model_state)
+    optimizer.load_state_dict(ckpt.optimizer_state)
+    batch_state, eval_state, global_state = (s.clone() for s in ckpt.rng_state)  # set_state rejects views
+    batch_rng.set_state(batch_state)
+    eval_rng.set_state(eval_state)
+    torch.set_rng_state(global_state)
+    return ckpt.step, History(**ckpt.meta["history"])
