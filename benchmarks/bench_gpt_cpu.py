@@ -102,7 +102,7 @@ def time_to_2() -> None:
                              check=True)
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
     print("\n## time to val < 2.0 on the whole validation split (2 CPU cores, from process start)")
-    print(f"| recipe | params | final val | first < 2.0 at step | seconds |")
+    print("| recipe | params | final val | first < 2.0 at step | seconds |")
     print("|---|---:|---:|---:|---:|")
     for name, r in results.items():
         first = r["first_below_2"]

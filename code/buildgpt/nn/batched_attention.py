@@ -39,7 +39,7 @@ class BatchedSelfAttention(nn.Module):
         return self.dropout(self.proj(y))
 
     @torch.no_grad()
-    def load_from_heads(self, mha: MultiHeadAttention) -> "BatchedSelfAttention":
+    def load_from_heads(self, mha: MultiHeadAttention) -> BatchedSelfAttention:
         """Copy the weights of a per-head module, so both compute the same function."""
         for i, part in enumerate(("query", "key", "value")):
             rows = torch.cat([getattr(h, part).weight for h in mha.heads], dim=0)

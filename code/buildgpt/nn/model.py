@@ -56,7 +56,7 @@ class GPTConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "GPTConfig":
+    def from_dict(cls, values: dict) -> GPTConfig:
         known = {f.name for f in fields(cls)}
         if unknown := set(values) - known:
             raise ValueError(f"unknown GPTConfig fields: {sorted(unknown)}")

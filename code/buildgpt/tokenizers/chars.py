@@ -21,7 +21,7 @@ class CharTokenizer:
         self.stoi = {c: i for i, c in enumerate(self.chars)}
 
     @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
+    def from_text(cls, text: str) -> CharTokenizer:
         """The vocabulary is every character that occurs in `text`, sorted."""
         if not text:
             raise ValueError("cannot build a vocabulary from empty text; load the dataset first")
@@ -55,7 +55,7 @@ class CharTokenizer:
         write_text_atomically(file, json.dumps({"type": "char", "chars": self.chars}, ensure_ascii=False))
 
     @classmethod
-    def load(cls, file: str | os.PathLike) -> "CharTokenizer":
+    def load(cls, file: str | os.PathLike) -> CharTokenizer:
         try:
             payload = json.loads(Path(file).read_text(encoding="utf-8"))
             if payload.get("type") != "char":

@@ -17,7 +17,6 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-
 FORMAT = "buildgpt-checkpoint-1"
 
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from .objectives import BatchSource, LossFn, next_token_loss
 
+
 @torch.no_grad()
 def estimate_loss(model: torch.nn.Module, batches: BatchSource, eval_iters: int, batch_size: int,
                   device: str | torch.device = "cpu", generator: torch.Generator | None = None,

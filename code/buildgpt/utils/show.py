@@ -1,8 +1,11 @@
-"""Show the package's real source in the book, so prose and code can never drift apart."""
+"""Show the package's real source in the book, captioned with where it lives, so prose and code never drift."""
 
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # code/buildgpt
 
 
 def source(obj) -> str:
@@ -10,8 +13,23 @@ def source(obj) -> str:
     return inspect.getsource(obj)
 
 
+def location(obj) -> str:
+    """Where `obj` is defined, as the repository shows it: `buildgpt/nn/attention.py:12-30`.
+
+    Example: `location(show_source)` gives "buildgpt/utils/show.py:<first>-<last>".
+    """
+    file = Path(inspect.getsourcefile(inspect.unwrap(obj))).resolve()
+    lines, first = inspect.getsourcelines(obj)
+    first = max(first, 1)  # a module starts at line 0 for inspect
+    try:
+        shown = file.relative_to(PACKAGE_ROOT.parent).as_posix()
+    except ValueError:  # not part of the package
+        shown = file.name
+    return f"{shown}:{first}-{first + len(lines) - 1}"
+
+
 def show_source(obj):
-    """Display `obj`'s source as highlighted Python, in the HTML book and in Jupyter alike."""
+    """Display `obj`'s source as highlighted Python with a file:lines caption, in the book and in Jupyter."""
     from IPython.display import Markdown
 
-    return Markdown(f"```python\n{source(obj).rstrip()}\n```")
+    return Markdown(f"`code/{location(obj)}`\n\n```python\n{source(obj).rstrip()}\n```")
