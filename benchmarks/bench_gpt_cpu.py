@@ -12,7 +12,7 @@ time-to-2.0  Wall clock from process start until a model's loss on the *whole* v
              excludes that scoring (in its favour).
 sampling     500 new tokens from the 10.8M-parameter model: nanoGPT's sampler (no cache), ours
              without and with the KV cache, and with the cache plus float16 weights for the
-             one-token steps (`buildgpt.decoding`).
+             one-token steps (`buildgpt.infer.half_weights`).
 train-step   Seconds per training step of the 10.8M model at batch 16 x 256, for the
              per-head, batched and fused attention paths, with dropout 0.2 (the lecture's)
              and 0.0 (nanoGPT's default), next to nanoGPT's model timed in the same run and
@@ -45,21 +45,22 @@ NANOGPT_STEP_SECONDS = 1.96  # nanoGPT, 10.65M params, batch 16 x 256, this kind
 RECIPES = {
     # Ours: one wide layer, a large learning rate with warmup and cosine decay, 500 steps.
     "fast": dict(model=dict(n_layer=1, n_head=4, n_embd=128, block_size=64, dropout=0.0, mlp="gelu"),
-                 train=dict(max_iters=500, eval_interval=500, eval_iters=1, batch_size=32, block_size=64,
+                 train=dict(max_iters=500, eval_interval=500, eval_iters=1, batch_size=32,
                             learning_rate=6e-3, min_lr=6e-4, warmup_iters=50, decay_lr=True, grad_clip=1.0)),
     # nanoGPT's README CPU recipe (config/train_shakespeare_char.py with the command-line overrides).
     "nanogpt-cpu": dict(model=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, mlp="gelu",
                                    bias=False),
-                        train=dict(max_iters=2000, eval_interval=100, eval_iters=1, batch_size=12, block_size=64,
+                        train=dict(max_iters=2000, eval_interval=100, eval_iters=1, batch_size=12,
                                    learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, decay_lr=True,
                                    weight_decay=0.1, grad_clip=1.0)),
 }
 
 
 def shakespeare():
-    from buildgpt import batches, chars, data
+    from buildgpt.data import batches, registry
+    from buildgpt.tokenizers import chars
 
-    text = data.load_text("tinyshakespeare")
+    text = registry.load_text("tinyshakespeare")
     tokenizer = chars.CharTokenizer.from_text(text)
     train_data, val_data = batches.train_val_split(torch.tensor(tokenizer.encode(text), dtype=torch.long))
     return tokenizer, train_data, val_data
@@ -67,21 +68,22 @@ def shakespeare():
 
 def run_recipe(name: str) -> dict:
     """Train one recipe in this process; report when the whole-split val loss first fell below 2.0."""
-    from buildgpt import batches, training
-    from buildgpt.model import GPT, GPTConfig
+    from buildgpt.data.batches import TokenBatches
+    from buildgpt.nn.model import GPT, GPTConfig
+    from buildgpt.train import evaluate, loop
 
     recipe = RECIPES[name]
     tokenizer, train_data, val_data = shakespeare()
     torch.manual_seed(1337)
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **recipe["model"]))
-    config = training.TrainConfig(**recipe["train"])
+    config = loop.TrainConfig(**recipe["train"])
     scoring = {"seconds": 0.0, "first_below": None, "val": []}
 
-    def score(step: int, history: training.History) -> None:
+    def score(step: int, history: loop.History) -> None:
         if step == 0:
             return  # the untrained model: nothing to learn from scoring it
         start = time.perf_counter()
-        val = batches.split_loss(model, val_data, config.block_size, batch_size=256)
+        val = evaluate.split_loss(model, val_data, model.config.block_size, batch_size=256)
         now = time.perf_counter()
         scoring["val"].append((step, val))
         if val < 2.0 and scoring["first_below"] is None:
@@ -90,7 +92,8 @@ def run_recipe(name: str) -> dict:
                                       "seconds": now - PROCESS_START - scoring["seconds"]}
         scoring["seconds"] += now - start
 
-    training.train(model, train_data, val_data, config, progress=False, on_eval=score)
+    loop.train(model, TokenBatches(train_data, val_data, model.config.block_size), config, progress=False,
+               on_eval=score)
     return {"recipe": name, "params": model.num_params(), "final_val": scoring["val"][-1][1],
             "first_below_2": scoring["first_below"], "total_seconds": time.perf_counter() - PROCESS_START}
 
@@ -114,11 +117,13 @@ def time_to_2() -> None:
 
 
 def lecture_model(attention: str, dropout: float = 0.2):
-    from buildgpt.model import GPT, GPTConfig
+    from dataclasses import replace
+
+    from buildgpt.nn.model import GPT
+    from buildgpt.settings.chapters import LECTURE_MODEL
 
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=65, n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=dropout,
-                         attention=attention))
+    return GPT(replace(LECTURE_MODEL, dropout=dropout, attention=attention))
 
 
 def reference_model(dropout: float = 0.2):
@@ -139,7 +144,8 @@ def tokens_per_second(generate, new_tokens: int, repeats: int) -> float:
 
 
 def sampling(new_tokens: int = 500) -> None:
-    from buildgpt.decoding import with_half_weights
+    from buildgpt.infer.generate import generate
+    from buildgpt.infer.half_weights import with_half_weights
 
     model = lecture_model("fused").eval()
     fast = with_half_weights(model)
@@ -147,7 +153,7 @@ def sampling(new_tokens: int = 500) -> None:
     prompt = torch.zeros((1, 1), dtype=torch.long)  # nanoGPT's sample.py starts from "\n" too
 
     def ours(m, use_cache):
-        return lambda: m.generate(prompt, new_tokens, temperature=1.0, use_cache=use_cache,
+        return lambda: generate(m, prompt, new_tokens, temperature=1.0, use_cache=use_cache,
                                   generator=torch.Generator().manual_seed(0))
 
     rates = {  # the uncached runs take ~20 s each: one run; the cached ones: median of three
@@ -165,7 +171,7 @@ def sampling(new_tokens: int = 500) -> None:
 
 
 def train_step(repeats: int = 6) -> None:
-    from buildgpt.training import TrainConfig, make_optimizer
+    from buildgpt.train.loop import TrainConfig, make_optimizer
 
     x = torch.randint(65, (16, 256), generator=torch.Generator().manual_seed(0))
     y = torch.randint(65, (16, 256), generator=torch.Generator().manual_seed(1))
