@@ -1,20 +1,25 @@
-"""buildgpt: the tested package behind the book *Building GPT*.
+"""buildgpt: the tested package behind the book *Building GPT*, laid out like the book.
 
-One module per idea, in the order the book meets them:
-- `data`: the dataset registry (offline first, sha256-checked);
-- `chars`: the character tokenizer; `batches`: splits, batches, the loss;
-- `bigram`: the baseline model;
-- `attention`: scaled dot-product attention, heads, batched heads, the KV cache; `dropout`: a cheap CPU mask;
-- `model`: the GPT (config, feed-forward, block); `sampling`: temperature, top-k, top-p;
-- `decoding`: float16 weights for the one-token steps of cached generation;
-- `training`: the training loop; `checkpoint`: saving and loading runs; `cli`: `buildgpt train|sample`;
-- `positions`, `norms`: position schemes (sinusoidal, RoPE, ALiBi) and normalisation layers;
-- `experiments`: controlled multi-seed comparisons of model variants;
-- `bpe`: the byte-pair-encoding tokenizers (`token_figures`: their figures);
-- shared helpers: `figures` (interactive plots), `profiles` (run sizes), `timing`, `show` (source in the book).
+One subpackage per part of the book, one module per idea. Imports point one way only, down
+this list (tests/test_layering.py enforces it), so an early chapter's code never depends on a
+later one's:
 
-Importing the package needs only torch, numpy and the small core dependencies: the book's
-tools (Jupyter Book, plotly) are needed only by `figures` and `show`.
+- `utils`: atomic files, progress bars, timing, `show_source` (the book's listings);
+- `data`: the dataset registry (`registry`, offline first), splits and batches (`batches`);
+- `tokenizers`: characters (`chars`, chapter 1) and byte-pair encoding (chapter 5);
+- `nn`: the model and its parts: `loss`, `bigram` (chapter 1); `attention` (chapter 2, plain);
+  `dropout`, `norms`, `model` (chapter 3); `batched_attention` (exercise 1); `positions`
+  (chapter 4); `causal_attention` (the fast and general attention the GPT runs);
+- `train`: `objectives` (batch sources, loss functions), `loop` (the one training loop),
+  `evaluate`, `checkpoint`, `experiments` (controlled comparisons);
+- `infer`: `sampling`, `kv_cache`, `generate`, `half_weights`, `load` (a model from a checkpoint);
+- `settings`: `profiles` (smoke / cpu / gpu) and `chapters` (each chapter's run sizes, from presets);
+- `viz`: the interactive figures (`figures`, `tokens`);
+- `cli`: `buildgpt train | sample`.
+
+Chapter by chapter, the modules it shows and the tests that prove them are listed in the
+README. Importing the package needs only torch, numpy and the small core dependencies: the
+book's tools (Jupyter Book, plotly) are needed only by `viz` and `utils.show`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -36,15 +36,16 @@ def generate_stream(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperat
     caches = None
     try:
         for _ in range(max_new_tokens):
-            if not use_cache:
+            if not use_cache:  # recompute the whole (cropped) context
                 logits, _ = model(idx[:, -window:])
-            elif caches is None or caches[0].length >= window:
-                keep = window if caches is None else max(1, window // 2)
+            elif caches is None or caches[0].length >= window:  # first step, or the cache is full:
+                keep = window if caches is None else max(1, window // 2)  # (re)fill it from the last tokens
                 caches = [KVCache() for _ in model.blocks]
                 logits = forward_cached(model, idx[:, -keep:], caches)
-            else:
+            else:  # only the newest token runs; the rest is in the cache
                 logits = forward_cached(model, idx[:, -1:], caches)
-            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
+            # only the last position's logits matter: they predict the next token
+            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
             idx = torch.cat((idx, next_id), dim=1)
             yield next_id
     finally:

@@ -2,11 +2,11 @@
 
 With the cache, each new token runs the model on a single position: every weight matrix is
 read from memory to do just two flops per weight, so a step's time is the time to *read* the
-weights, not to multiply. Storing a float16 copy halves those bytes (and 21 MB instead of
-43 MB for the 10.8M model can stay in a CPU's cache). Many positions at once (a prompt, the
+weights, not to multiply. Storing a float16 copy halves those bytes (and half as many may
+stay in a CPU's cache). Many positions at once (a prompt, the
 uncached path, training) are compute-bound instead, where a CPU multiplies float16 slower
 than float32: those keep the float32 weights. Activations and the KV cache stay float32;
-only the weights are rounded, to about 3 significant digits.
+only the weights are rounded, to float16's precision.
 """
 
 from __future__ import annotations
