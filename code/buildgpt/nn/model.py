@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .attention import MultiHeadAttention
 from .causal_attention import CausalSelfAttention
@@ -64,25 +65,41 @@ class GPTConfig:
 
 
 class FeedForward(nn.Module):
-    """Per position, independently: widen 4x, a non-linearity, project back. Where tokens "think".
+    """Per position, independently: widen 4x, a non-linearity, project back. Where tokens "think"."""
 
-    SwiGLU (Shazeer 2020) multiplies a SiLU-activated gate into the widened vector; with three
-    matrices instead of two, its width is 2/3 of 4x so the parameter count stays the same.
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if config.mlp not in ("relu", "gelu"):
+            raise ValueError(f"FeedForward takes mlp='relu' or 'gelu', got {config.mlp!r} (see SwiGLU)")
+        self.up = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.act = nn.ReLU() if config.mlp == "relu" else nn.GELU()
+        self.down = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down(self.act(self.up(x))))  # (B, T, n_embd)
+
+
+class SwiGLU(nn.Module):
+    """The gated feed-forward of LLaMA (Shazeer 2020): a SiLU-activated gate multiplies the widened vector.
+
+    With three matrices instead of two, its width is 2/3 of 4x, so the parameter count stays the same.
     """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        gated = config.mlp == "swiglu"
-        hidden = round(8 * config.n_embd / 3) if gated else 4 * config.n_embd
+        hidden = round(8 * config.n_embd / 3)
+        self.gate = nn.Linear(config.n_embd, hidden, bias=config.bias)
         self.up = nn.Linear(config.n_embd, hidden, bias=config.bias)
-        self.gate = nn.Linear(config.n_embd, hidden, bias=config.bias) if gated else None
-        self.act = {"relu": nn.ReLU(), "gelu": nn.GELU(), "swiglu": nn.SiLU()}[config.mlp]
         self.down = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.act(self.up(x)) if self.gate is None else self.act(self.gate(x)) * self.up(x)
-        return self.dropout(self.down(hidden))
+        return self.dropout(self.down(F.silu(self.gate(x)) * self.up(x)))
+
+
+def make_feed_forward(config: GPTConfig) -> nn.Module:
+    return SwiGLU(config) if config.mlp == "swiglu" else FeedForward(config)
 
 
 def make_norm(config: GPTConfig) -> nn.Module:
@@ -115,7 +132,7 @@ class Block(nn.Module):
         self.ln1 = make_norm(config)
         self.attn = make_attention(config)
         self.ln2 = make_norm(config)
-        self.ffwd = FeedForward(config)
+        self.ffwd = make_feed_forward(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
