@@ -5,7 +5,7 @@ front matter, fenced blocks that hold code (``` or ~~~ fences, `{code-cell}`, `{
 and other code directives; the bodies of prose directives such as `{note}` are scanned, their
 `:option:` lines are not), HTML comments, inline code, math (`$...$`, `$$...$$`), roles with their
 content (`{glue:text}`...``, `{doc}`...``, `{math}`...``), link and image targets, bare URLs, HTML
-tags, footnote and reference labels, and MyST labels `(name)=`.
+tags, footnote and reference labels, ordered-list markers ("1. "), and MyST labels `(name)=`.
 
 In what remains, any word with a digit is an offence unless it is one of a few names that contain
 digits (`ALLOWED_NAMES`) or a reference (`ALLOWED_REFERENCES`: "chapter 3", "Exercise 1:", "section
@@ -68,6 +68,7 @@ NOT_PROSE = [
     r"\[\^[^\]\n]+\]",  # footnote references
     r"<[a-zA-Z/][^>\n]*>",  # HTML tags and autolinks
     r"\bhttps?://\S+",  # bare URLs
+    r"(?m)^[ \t>]*\d+[.)](?=[ \t])",  # ordered-list markers: "1. **Text repeats.**"
     *ALLOWED_REFERENCES,
     r"\b(?:" + "|".join(ALLOWED_NAMES) + r")(?![\w+])",
 ]
@@ -204,3 +205,8 @@ def test_prose_directives_are_scanned_code_directives_not():
 def test_nested_fences_in_a_prose_directive():
     text = "::::{tip}\nRun this:\n```bash\nbuildgpt train --iters 500\n```\nabout 2 minutes\n::::\n"
     assert typed_numbers(text) == [(6, "2")]
+
+
+def test_ordered_list_markers_are_not_numbers():
+    text = "1. **First.** Some words.\n2. Then 3 more.\n   10) nested\n"
+    assert typed_numbers(text) == [(2, "3")]
