@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated data cache, the data mirror, small texts."""
+"""Shared fixtures: an isolated data cache, the data mirror, the tiktoken cache, small texts."""
 
 from __future__ import annotations
 
@@ -8,10 +8,35 @@ from pathlib import Path
 import pytest
 import torch
 
-from buildgpt import data
+from buildgpt.data import registry
 
 # The mirror the Makefile uses (../shared/data) unless the environment names another one.
-MIRROR = Path(os.environ.get(data.MIRROR_VAR) or data.PROJECT_ROOT.parent / "shared" / "data")
+# Tests take it through the `mirror_dir` fixture; the module-level name stays for files not yet on it.
+MIRROR = Path(os.environ.get(registry.MIRROR_VAR) or registry.PROJECT_ROOT.parent / "shared" / "data")
+TIKTOKEN_CACHE_VAR = "TIKTOKEN_CACHE_DIR"  # as buildgpt.tokenizers.bpe.TIKTOKEN_CACHE_VAR (tiktoken's own name)
+
+
+def _has_mirror() -> bool:
+    return (MIRROR / "tinyshakespeare" / "input.txt").is_file()
+
+
+@pytest.fixture(scope="session")
+def mirror_dir() -> Path:
+    """The folder of the offline data mirror (skips the test where there is none). Reads nothing."""
+    if not _has_mirror():
+        pytest.skip(f"no data mirror at {MIRROR}")
+    return MIRROR
+
+
+@pytest.fixture
+def tiktoken_cache(monkeypatch) -> Path:
+    """tiktoken's cache of GPT-2 and GPT-4 vocabularies, named by TIKTOKEN_CACHE_DIR for this test:
+    the one the environment names, else the one inside the data mirror."""
+    cache = Path(os.environ.get(TIKTOKEN_CACHE_VAR) or MIRROR / "tiktoken-cache")
+    if not cache.is_dir():
+        pytest.skip(f"no tiktoken cache at {cache}")
+    monkeypatch.setenv(TIKTOKEN_CACHE_VAR, str(cache))
+    return cache
 
 
 @pytest.fixture
@@ -24,18 +49,16 @@ def tiny_text() -> str:
 def data_cache(tmp_path, monkeypatch) -> Path:
     """An empty, private dataset cache and no mirror: nothing outside tmp_path is read or written."""
     cache = tmp_path / "cache"
-    monkeypatch.setenv(data.CACHE_VAR, str(cache))
-    monkeypatch.delenv(data.MIRROR_VAR, raising=False)
+    monkeypatch.setenv(registry.CACHE_VAR, str(cache))
+    monkeypatch.delenv(registry.MIRROR_VAR, raising=False)
     return cache
 
 
 @pytest.fixture
-def mirror(data_cache, monkeypatch) -> Path:
+def mirror(data_cache, mirror_dir, monkeypatch) -> Path:
     """The real data mirror, with the private cache of `data_cache` in front of it."""
-    if not (MIRROR / "tinyshakespeare" / "input.txt").is_file():
-        pytest.skip(f"no data mirror at {MIRROR}")
-    monkeypatch.setenv(data.MIRROR_VAR, str(MIRROR))
-    return MIRROR
+    monkeypatch.setenv(registry.MIRROR_VAR, str(mirror_dir))
+    return mirror_dir
 
 
 @pytest.fixture
@@ -55,14 +78,12 @@ def no_network(monkeypatch) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def shakespeare_text(tmp_path_factory) -> str:
+def shakespeare_text(tmp_path_factory, mirror_dir) -> str:
     """The tinyshakespeare text, read (and verified) from the mirror through a private cache."""
-    if not (MIRROR / "tinyshakespeare" / "input.txt").is_file():
-        pytest.skip(f"no data mirror at {MIRROR}")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(data.CACHE_VAR, str(tmp_path_factory.mktemp("cache")))
-        mp.setenv(data.MIRROR_VAR, str(MIRROR))
-        return data.load_text("tinyshakespeare")
+        mp.setenv(registry.CACHE_VAR, str(tmp_path_factory.mktemp("cache")))
+        mp.setenv(registry.MIRROR_VAR, str(mirror_dir))
+        return registry.load_text("tinyshakespeare")
 
 
 @pytest.fixture(scope="module")

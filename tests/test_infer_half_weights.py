@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from buildgpt.attention import KVCache
-from buildgpt.decoding import SKINNY_ROWS, HalfWeightLinear, with_half_weights
-from buildgpt.model import GPT, GPTConfig
+from buildgpt.infer.generate import generate
+from buildgpt.infer.half_weights import SKINNY_ROWS, HalfWeightLinear, with_half_weights
+from buildgpt.infer.kv_cache import KVCache, forward_cached
+from buildgpt.nn.model import GPT, GPTConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -55,10 +56,10 @@ def test_prefill_is_exact_and_cached_steps_stay_close():
     prompt = tokens[:, :SKINNY_ROWS]
     slow_caches, fast_caches = [KVCache() for _ in range(2)], [KVCache() for _ in range(2)]
     with torch.no_grad():
-        assert torch.equal(fast(prompt, caches=fast_caches)[0], original(prompt, caches=slow_caches)[0])
+        assert torch.equal(forward_cached(fast, prompt, fast_caches), forward_cached(original, prompt, slow_caches))
         for t in range(SKINNY_ROWS, tokens.size(1)):
             step = tokens[:, t:t + 1]
-            torch.testing.assert_close(fast(step, caches=fast_caches)[0], original(step, caches=slow_caches)[0],
+            torch.testing.assert_close(forward_cached(fast, step, fast_caches), forward_cached(original, step, slow_caches),
                                        atol=2e-3, rtol=0)
 
 
@@ -66,6 +67,5 @@ def test_prefill_is_exact_and_cached_steps_stay_close():
 def test_generation_past_the_window_with_every_sampling_option(position):
     fast = with_half_weights(model(position=position))
     idx = torch.zeros((2, 1), dtype=torch.long)
-    out = fast.generate(idx, 70, temperature=0.9, top_k=10, top_p=0.9,
-                        generator=torch.Generator().manual_seed(0))
+    out = generate(fast, idx, 70, temperature=0.9, top_k=10, top_p=0.9, generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 71) and out.max() < 30

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from buildgpt.chars import CharTokenizer
+from buildgpt.tokenizers.chars import CharTokenizer
 
 
 def test_vocabulary_sorted_and_distinct(tiny_text):

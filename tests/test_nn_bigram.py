@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from buildgpt.batches import get_batch, train_val_split
-from buildgpt.bigram import BigramLanguageModel
-from buildgpt.chars import CharTokenizer
-from buildgpt.training import History, TrainConfig, train
+from buildgpt.data.batches import TokenBatches, get_batch, train_val_split
+from buildgpt.nn.bigram import BigramLanguageModel
+from buildgpt.tokenizers.chars import CharTokenizer
+from buildgpt.train.loop import History, TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,8 @@ def test_training_reduces_val_loss(shakespeare):
     train_data, val_data = train_val_split(ids)
     torch.manual_seed(1337)
     model = BigramLanguageModel(tok.vocab_size)
-    config = TrainConfig(max_iters=300, eval_interval=100, eval_iters=20, batch_size=32,
-                         block_size=8, learning_rate=3e-2)
-    history = train(model, train_data, val_data, config, progress=False)
+    config = TrainConfig(max_iters=300, eval_interval=100, eval_iters=20, batch_size=32, learning_rate=3e-2)
+    history = train(model, TokenBatches(train_data, val_data, block_size=8), config, progress=False)
     assert isinstance(history, History)
     assert history.steps == [0, 100, 200, 300]
     assert len(history.train) == len(history.val) == 4
@@ -74,8 +73,8 @@ def test_training_is_reproducible(shakespeare):
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        runs.append(train(BigramLanguageModel(65), train_data, val_data, config, progress=False))
-    for field in ("steps", "train", "val", "lr", "best_val", "best_step"):
+        runs.append(train(BigramLanguageModel(65), TokenBatches(train_data, val_data, 8), config, progress=False))
+    for field in ("steps", "train", "val", "lr", "tokens", "best_val", "best_step"):
         assert getattr(runs[0], field) == getattr(runs[1], field), field  # not `seconds`: wall time varies
 
 

@@ -10,11 +10,11 @@ import urllib.request
 
 import pytest
 
-from buildgpt import data
-from buildgpt.data import Dataset, DatasetError
+from buildgpt.data import registry
+from buildgpt.data.registry import Dataset, DatasetError
 
 TINY_LEN = 1_115_394
-TINY = data.REGISTRY["tinyshakespeare"]
+TINY = registry.REGISTRY["tinyshakespeare"]
 
 
 @pytest.fixture(autouse=True)
@@ -39,10 +39,10 @@ def fake_urlopen(payload: bytes, calls: list):
 
 
 def test_tinyshakespeare_found_in_mirror(mirror, data_cache, _offline):
-    found = data.path("tinyshakespeare")
+    found = registry.path("tinyshakespeare")
     assert found == mirror / "tinyshakespeare" / "input.txt"
-    assert data.sha256_of(found) == TINY.sha256
-    text = data.load_text("tinyshakespeare")
+    assert registry.sha256_of(found) == TINY.sha256
+    text = registry.load_text("tinyshakespeare")
     assert len(text) == TINY_LEN
     assert text.startswith("First Citizen:")
     assert _offline == []  # found offline, no download tried
@@ -50,17 +50,17 @@ def test_tinyshakespeare_found_in_mirror(mirror, data_cache, _offline):
 
 
 def test_iter_text_uncompressed_matches_load_text(mirror):
-    pieces = list(data.iter_text("tinyshakespeare", chunk_chars=100_000))
+    pieces = list(registry.iter_text("tinyshakespeare", chunk_chars=100_000))
     assert len(pieces) == 12
     assert all(len(p) == 100_000 for p in pieces[:-1])
-    assert "".join(pieces) == data.load_text("tinyshakespeare")
+    assert "".join(pieces) == registry.load_text("tinyshakespeare")
 
 
 def test_cache_has_priority_over_mirror(mirror, data_cache):
     cached = data_cache / "tinyshakespeare" / "input.txt"
     cached.parent.mkdir(parents=True)
     shutil.copyfile(mirror / "tinyshakespeare" / "input.txt", cached)
-    assert data.path("tinyshakespeare") == cached
+    assert registry.path("tinyshakespeare") == cached
 
 
 def test_corrupt_cache_is_refused_not_skipped(mirror, data_cache):
@@ -69,7 +69,7 @@ def test_corrupt_cache_is_refused_not_skipped(mirror, data_cache):
     cached.parent.mkdir(parents=True)
     cached.write_text("not shakespeare\n")
     with pytest.raises(DatasetError) as e:
-        data.path("tinyshakespeare")
+        registry.path("tinyshakespeare")
     assert str(cached) in str(e.value)
 
 
@@ -79,7 +79,7 @@ def test_wrong_sha256_names_both_hashes_and_keeps_file(data_cache):
     content = b"To be, or not to be\n"
     bad.write_bytes(content)
     with pytest.raises(DatasetError) as e:
-        data.path("tinyshakespeare")
+        registry.path("tinyshakespeare")
     message = str(e.value)
     assert TINY.sha256 in message
     assert sha(content) in message
@@ -89,11 +89,11 @@ def test_wrong_sha256_names_both_hashes_and_keeps_file(data_cache):
 
 def test_not_found_offline_explains_everything(data_cache, _offline):
     with pytest.raises(DatasetError) as e:
-        data.path("tinyshakespeare")
+        registry.path("tinyshakespeare")
     message = str(e.value)
     assert "'tinyshakespeare'" in message
     assert TINY.url in message
-    assert data.MIRROR_VAR in message
+    assert registry.MIRROR_VAR in message
     assert "input.txt" in message
     assert str(data_cache) in message
     assert "network is unreachable" in message  # the cause of the failed download
@@ -104,51 +104,51 @@ def test_not_found_offline_explains_everything(data_cache, _offline):
 def test_not_found_names_an_empty_mirror(data_cache, tmp_path, monkeypatch):
     empty = tmp_path / "empty-mirror"
     empty.mkdir()
-    monkeypatch.setenv(data.MIRROR_VAR, str(empty))
+    monkeypatch.setenv(registry.MIRROR_VAR, str(empty))
     with pytest.raises(DatasetError) as e:
-        data.path("tinyshakespeare")
+        registry.path("tinyshakespeare")
     assert str(empty) in str(e.value)
-    assert f"{data.MIRROR_VAR} is not set" not in str(e.value)
+    assert f"{registry.MIRROR_VAR} is not set" not in str(e.value)
 
 
 def test_mirror_only_dataset_is_never_downloaded(data_cache, _offline):
     with pytest.raises(DatasetError) as e:
-        data.path("gutenberg-novels")
+        registry.path("gutenberg-novels")
     message = str(e.value)
     assert "mirror-only" in message
     assert "gutenberg-novels.txt.xz" in message
-    assert data.MIRROR_VAR in message
+    assert registry.MIRROR_VAR in message
     assert _offline == []
 
 
 def test_unknown_dataset_lists_known_names(data_cache):
-    for call in (data.get, data.path, data.load_text):
+    for call in (registry.get, registry.path, registry.load_text):
         with pytest.raises(DatasetError) as e:
             call("no-such-data")
         message = str(e.value)
         assert "'no-such-data'" in message
         assert "gutenberg-novels, tinyshakespeare" in message
     with pytest.raises(DatasetError, match="no-such-data"):
-        next(data.iter_text("no-such-data"))
+        next(registry.iter_text("no-such-data"))
 
 
 # ---------------------------------------------------------------- downloads
 
 
 def test_download_lands_in_cache_and_is_verified(mirror, data_cache, monkeypatch):
-    monkeypatch.delenv(data.MIRROR_VAR)  # force the download
+    monkeypatch.delenv(registry.MIRROR_VAR)  # force the download
     payload = (mirror / "tinyshakespeare" / "input.txt").read_bytes()
     calls: list[str] = []
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen(payload, calls))
     target = data_cache / "tinyshakespeare" / "input.txt"
-    assert data.path("tinyshakespeare") == target
+    assert registry.path("tinyshakespeare") == target
     assert calls == [TINY.url]
     assert target.read_bytes() == payload
     assert not target.with_name("input.txt.part").exists()
     # the second lookup finds the cached copy and does not download again
-    assert data.path("tinyshakespeare") == target
+    assert registry.path("tinyshakespeare") == target
     assert calls == [TINY.url]
-    assert len(data.load_text("tinyshakespeare")) == TINY_LEN
+    assert len(registry.load_text("tinyshakespeare")) == TINY_LEN
 
 
 def test_corrupt_download_is_refused_and_left_as_part(data_cache, monkeypatch):
@@ -157,7 +157,7 @@ def test_corrupt_download_is_refused_and_left_as_part(data_cache, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen(payload, calls))
     target = data_cache / "tinyshakespeare" / "input.txt"
     with pytest.raises(DatasetError) as e:
-        data.path("tinyshakespeare")
+        registry.path("tinyshakespeare")
     assert TINY.sha256 in str(e.value) and sha(payload) in str(e.value)
     assert calls == [TINY.url]
     assert not target.exists()
@@ -180,20 +180,20 @@ def register_xz(monkeypatch, folder, text: str, name: str = "fake-xz", text_sha2
     file.write_bytes(compressed)
     dataset = Dataset(name=name, file="fake.txt.xz", sha256=sha(compressed), url=None,
                       text_sha256=text_sha256 or sha(raw), description="a test dataset")
-    monkeypatch.setitem(data.REGISTRY, name, dataset)
+    monkeypatch.setitem(registry.REGISTRY, name, dataset)
     return file
 
 
 def test_compressed_load_text_and_iter_text_agree(data_cache, monkeypatch):
     file = register_xz(monkeypatch, data_cache, XZ_TEXT)
-    assert data.REGISTRY["fake-xz"].compressed
-    assert data.path("fake-xz") == file
-    assert data.load_text("fake-xz") == XZ_TEXT
+    assert registry.REGISTRY["fake-xz"].compressed
+    assert registry.path("fake-xz") == file
+    assert registry.load_text("fake-xz") == XZ_TEXT
     chunk = 7
     raw = XZ_TEXT.encode("utf-8")
     # some chunk borders really do fall inside a multi-byte character
     assert any(raw[i] & 0xC0 == 0x80 for i in range(chunk, len(raw), chunk))
-    pieces = list(data.iter_text("fake-xz", chunk_chars=chunk))
+    pieces = list(registry.iter_text("fake-xz", chunk_chars=chunk))
     assert "".join(pieces) == XZ_TEXT
     assert len(pieces) > 100  # streamed in small pieces, not all at once
     assert all(len(p) <= chunk for p in pieces)
@@ -202,9 +202,9 @@ def test_compressed_load_text_and_iter_text_agree(data_cache, monkeypatch):
 def test_compressed_dataset_from_mirror(data_cache, tmp_path, monkeypatch):
     mirror = tmp_path / "mirror"
     file = register_xz(monkeypatch, mirror, "short text\n")
-    monkeypatch.setenv(data.MIRROR_VAR, str(mirror))
-    assert data.path("fake-xz") == file
-    assert "".join(data.iter_text("fake-xz")) == data.load_text("fake-xz") == "short text\n"
+    monkeypatch.setenv(registry.MIRROR_VAR, str(mirror))
+    assert registry.path("fake-xz") == file
+    assert "".join(registry.iter_text("fake-xz")) == registry.load_text("fake-xz") == "short text\n"
 
 
 def test_compressed_wrong_text_sha256_raises(data_cache, monkeypatch):
@@ -212,22 +212,22 @@ def test_compressed_wrong_text_sha256_raises(data_cache, monkeypatch):
     file = register_xz(monkeypatch, data_cache, XZ_TEXT, text_sha256=wrong)
     actual = sha(XZ_TEXT.encode("utf-8"))
     with pytest.raises(DatasetError) as e:
-        data.load_text("fake-xz")
+        registry.load_text("fake-xz")
     assert wrong in str(e.value) and actual in str(e.value)
     assert str(file) in str(e.value)
     with pytest.raises(DatasetError) as e:
-        list(data.iter_text("fake-xz", chunk_chars=64))
+        list(registry.iter_text("fake-xz", chunk_chars=64))
     assert wrong in str(e.value) and actual in str(e.value)
     assert file.exists()  # the file is left in place
 
 
 def test_compressed_wrong_file_sha256_raises(data_cache, monkeypatch):
     file = register_xz(monkeypatch, data_cache, XZ_TEXT)
-    monkeypatch.setitem(data.REGISTRY, "fake-xz",
+    monkeypatch.setitem(registry.REGISTRY, "fake-xz",
                         Dataset(name="fake-xz", file="fake.txt.xz", sha256="f" * 64, url=None,
                                 text_sha256=sha(XZ_TEXT.encode("utf-8"))))
     with pytest.raises(DatasetError, match="f" * 64):
-        data.load_text("fake-xz")
+        registry.load_text("fake-xz")
     assert file.exists()
 
 
@@ -237,46 +237,46 @@ def test_uncompressed_text_is_returned_as_stored(data_cache, monkeypatch):
     The compressed path decodes bytes as they are; the uncompressed path must agree, or the
     same text gives different tokens depending on how it was stored.
     """
-    raw = "line one\r\nline two\rline three\n".encode("utf-8")
+    raw = b"line one\r\nline two\rline three\n"
     file = data_cache / "fake-txt" / "fake.txt"
     file.parent.mkdir(parents=True)
     file.write_bytes(raw)
-    monkeypatch.setitem(data.REGISTRY, "fake-txt",
+    monkeypatch.setitem(registry.REGISTRY, "fake-txt",
                         Dataset(name="fake-txt", file="fake.txt", sha256=sha(raw), url=None))
-    streamed = "".join(data.iter_text("fake-txt", chunk_chars=4))
+    streamed = "".join(registry.iter_text("fake-txt", chunk_chars=4))
     assert streamed == raw.decode("utf-8")
-    assert data.load_text("fake-txt") == streamed
+    assert registry.load_text("fake-txt") == streamed
 
 
 def test_real_gutenberg_mirror_file_verifies(mirror):
     file = mirror / "gutenberg-novels" / "gutenberg-novels.txt.xz"
     if not file.is_file():
         pytest.skip("the mirror has no gutenberg-novels")
-    assert data.path("gutenberg-novels") == file
-    assert data.REGISTRY["gutenberg-novels"].compressed
+    assert registry.path("gutenberg-novels") == file
+    assert registry.REGISTRY["gutenberg-novels"].compressed
 
 
 # ---------------------------------------------------------------- command line
 
 
 def test_cli_list(capsys):
-    assert data.main(["list"]) == 0
+    assert registry.main(["list"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert len(lines) == len(data.REGISTRY)
-    for name, dataset in data.REGISTRY.items():
+    assert len(lines) == len(registry.REGISTRY)
+    for name, dataset in registry.REGISTRY.items():
         assert any(line.startswith(name) and dataset.description in line for line in lines)
 
 
 def test_cli_fetch_prints_path(mirror, capsys):
-    assert data.main(["fetch", "tinyshakespeare"]) == 0
+    assert registry.main(["fetch", "tinyshakespeare"]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == str(mirror / "tinyshakespeare" / "input.txt")
     assert captured.err == ""
 
 
 def test_cli_fetch_unknown_name(data_cache, capsys):
-    assert data.main(["fetch", "no-such-data"]) == 1
+    assert registry.main(["fetch", "no-such-data"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("error: ")
@@ -284,12 +284,12 @@ def test_cli_fetch_unknown_name(data_cache, capsys):
 
 
 def test_cli_fetch_not_found_offline(data_cache, capsys):
-    assert data.main(["fetch", "tinyshakespeare"]) == 1
+    assert registry.main(["fetch", "tinyshakespeare"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and TINY.url in err
 
 
 def test_cli_needs_a_command(capsys):
     with pytest.raises(SystemExit) as e:
-        data.main([])
+        registry.main([])
     assert e.value.code == 2

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from buildgpt.dropout import LEVELS, Dropout, dropout, keep_mask
+from buildgpt.nn.dropout import LEVELS, Dropout, dropout, keep_mask
 
 N = 1 << 20
 

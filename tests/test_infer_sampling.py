@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from buildgpt.sampling import check_sampling_args, sample_next
+from buildgpt.infer.sampling import check_sampling_args, sample_next
 
 PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05])
 N = 4000  # samples per check: rows of one batch, so a single call draws them all

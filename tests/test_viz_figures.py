@@ -1,14 +1,13 @@
-"""The interactive figures, and showing the package's own source."""
+"""The interactive figures: loss curves, frequencies, heatmaps, the attention explorer."""
 
 from __future__ import annotations
 
-import inspect
-
 import plotly.graph_objects as go
 import pytest
+import torch
 
-from buildgpt import chars, figures, show
-from buildgpt.training import History
+from buildgpt.train.loop import History
+from buildgpt.viz import figures
 
 
 @pytest.fixture
@@ -72,17 +71,21 @@ def test_figures_serialise(history):
         assert fig.to_json().startswith("{")
 
 
-def test_show_source_is_the_real_source():
-    src = show.source(chars.CharTokenizer)
-    assert "class CharTokenizer" in src
-    assert src == inspect.getsource(chars.CharTokenizer)
-    assert "def encode" in src
-    assert show.source(show.source).startswith("def source(obj)")
-    assert '"""Show the package' in show.source(show)
+def test_lines_and_bars():
+    fig = figures.lines([1, 2, 4], {"a": [3.0, 2.0, 1.5], "b": [3.1, 2.5, 2.0]}, "t", log_x=True)
+    assert [t.name for t in fig.data] == ["a", "b"] and list(fig.data[1].y) == [3.1, 2.5, 2.0]
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type is None
+    bar = figures.bars(["x", "y"], [1.234, 5.0], "t", text_format="{:.1f}").data[0]
+    assert list(bar.text) == ["1.2", "5.0"]
 
 
-def test_show_source_markdown():
-    pytest.importorskip("IPython")
-    md = show.show_source(figures.char_label)
-    assert md.data.startswith("```python\ndef char_label")
-    assert md.data.endswith("\n```")
+def test_attention_explorer_one_matrix_per_layer_and_head():
+    maps = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)).numpy()  # as the chapters pass it
+    fig = figures.attention_explorer(maps, "ab a")
+    assert len(fig.data) == 6
+    assert [t.visible for t in fig.data] == [True] + [False] * 5  # one shown at a time
+    assert list(fig.data[0].x) == ["0:a", "1:b", "2:␣", "3:a"]  # positions keep repeated characters apart
+    buttons = fig.layout.updatemenus[0].buttons
+    assert [b.label for b in buttons][:2] == ["layer 1, head 1", "layer 1, head 2"]
+    assert buttons[4].args[0]["visible"] == [False] * 4 + [True, False]
+    assert torch.equal(torch.tensor(fig.data[5].z), torch.from_numpy(maps[1, 2]))

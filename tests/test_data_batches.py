@@ -1,15 +1,11 @@
-"""Splits, batches, the loss, and loss estimation."""
+"""Splits and batches: the contiguous train/val split, random windows, the TokenBatches batch source."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-import torch.nn.functional as F
 
-from buildgpt.batches import cross_entropy, estimate_loss, get_batch, train_val_split, unigram_loss
-from buildgpt.bigram import BigramLanguageModel
+from buildgpt.data.batches import TokenBatches, get_batch, train_val_split
 
 
 @pytest.fixture
@@ -92,62 +88,15 @@ def test_get_batch_data_too_short(length):
     assert "block_size=8" in message and "needs 9" in message
 
 
-def test_cross_entropy_matches_torch():
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(4, 7, 11, generator=g)
-    targets = torch.randint(0, 11, (4, 7), generator=g)
-    expected = F.cross_entropy(logits.view(-1, 11), targets.view(-1))
-    assert torch.allclose(cross_entropy(logits, targets), expected)
-    assert cross_entropy(logits, targets).shape == ()
-    # uniform logits give ln(V)
-    assert torch.isclose(cross_entropy(torch.zeros(2, 3, 11), targets[:2, :3]), torch.log(torch.tensor(11.0)))
-
-
-def test_cross_entropy_non_contiguous_input():
-    logits = torch.randn(7, 4, 11).transpose(0, 1)  # (4, 7, 11), not contiguous
-    targets = torch.randint(0, 11, (7, 4)).t()
-    expected = F.cross_entropy(logits.reshape(-1, 11), targets.reshape(-1))
-    assert torch.allclose(cross_entropy(logits, targets), expected)
-
-
-@pytest.mark.parametrize("training", [True, False])
-def test_estimate_loss_restores_mode(ramp, training):
-    model = BigramLanguageModel(1000)
-    model.train(training)
-    losses = estimate_loss(model, {"train": ramp[:800], "val": ramp[800:]}, eval_iters=3,
-                           batch_size=4, block_size=8, generator=torch.Generator().manual_seed(0))
-    assert model.training is training
-    assert set(losses) == {"train", "val"}
-    assert all(isinstance(v, float) and v > 0 for v in losses.values())
-
-
-def test_estimate_loss_is_the_mean_over_batches(ramp):
-    model = BigramLanguageModel(1000)
-    splits = {"val": ramp}
-    losses = estimate_loss(model, splits, eval_iters=5, batch_size=4, block_size=8,
-                           generator=torch.Generator().manual_seed(7))
-    g = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        expected = sum(model(*get_batch(ramp, 4, 8, generator=g))[1].item() for _ in range(5)) / 5
-    assert losses["val"] == pytest.approx(expected)
-
-
-def test_estimate_loss_runs_without_gradients(ramp):
-    seen = []
-
-    class Spy(BigramLanguageModel):
-        def forward(self, idx, targets=None):
-            seen.append((torch.is_grad_enabled(), self.training))
-            return super().forward(idx, targets)
-
-    model = Spy(1000)
-    estimate_loss(model, {"train": ramp}, eval_iters=2, batch_size=2, block_size=4)
-    assert seen == [(False, False), (False, False)]
-    assert model.training
-
-
-def test_unigram_loss_is_the_cross_entropy_of_training_frequencies():
-    train = torch.tensor([0, 0, 0, 1])  # P(0) = 3/4, P(1) = 1/4
-    val = torch.tensor([0, 1])
-    expected = -(math.log(3 / 4) + math.log(1 / 4)) / 2
-    assert unigram_loss(train, val, vocab_size=3) == pytest.approx(expected)
+def test_token_batches_draw_windows_of_each_split(ramp):
+    """The batch source of plain language modelling: get_batch on the split asked for, same generator."""
+    source = TokenBatches(ramp[:800], ramp[800:], block_size=6)
+    for split, data in (("train", ramp[:800]), ("val", ramp[800:])):
+        x, y = source.batch(split, 5, torch.Generator().manual_seed(4))
+        ex, ey = get_batch(data, 5, 6, generator=torch.Generator().manual_seed(4))
+        assert torch.equal(x, ex) and torch.equal(y, ey)
+        assert x.shape == (5, 6)
+    assert (source.batch("train", 64)[1] < 800).all()  # a train window never reaches into val
+    assert (source.batch("val", 64)[0] >= 800).all()
+    with pytest.raises(KeyError):
+        source.batch("test", 2)

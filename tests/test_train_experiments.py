@@ -1,0 +1,87 @@
+"""Controlled comparisons: runs summarised across seeds, differences judged against their noise."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from buildgpt.nn.model import GPTConfig
+from buildgpt.train.experiments import Run, Summary, compare, extrapolation, run_study, summarize, train_variant
+from buildgpt.train.loop import History, TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def hand_run(variant: str, seed: int, val_loss: float, params: int = 100) -> Run:
+    return Run(variant, seed, params, History(), val_loss, seconds=1.0, model=None)
+
+
+# ---------------------------------------------------------------- summarize
+
+
+def test_summarize_mean_std_sem():
+    runs = [hand_run("base", 0, 2.0), hand_run("rope", 0, 1.5, params=90), hand_run("base", 1, 2.2),
+            hand_run("base", 2, 2.4), hand_run("rope", 1, 1.7, params=90)]
+    summaries = summarize(runs)
+    assert list(summaries) == ["base", "rope"]  # in order of first appearance
+    base, rope = summaries["base"], summaries["rope"]
+    assert (base.variant, base.n, base.params) == ("base", 3, 100)
+    assert base.mean == pytest.approx(2.2)
+    assert base.std == pytest.approx(0.2)  # the sample standard deviation (n - 1)
+    assert base.sem == pytest.approx(0.2 / math.sqrt(3))
+    assert (rope.n, rope.params, rope.mean) == (2, 90, pytest.approx(1.6))
+    assert rope.std == pytest.approx(math.sqrt(0.02))
+
+
+def test_one_seed_has_no_spread_and_infinite_uncertainty():
+    summary = summarize([hand_run("solo", 0, 3.0)])["solo"]
+    assert (summary.mean, summary.std, summary.n) == (3.0, 0.0, 1)
+    assert summary.sem == math.inf  # one seed says nothing about the noise
+
+
+# ---------------------------------------------------------------- compare
+
+
+def summary(mean: float, std: float, n: int = 4) -> Summary:
+    return Summary("v", mean, std, n, params=1)
+
+
+@pytest.mark.parametrize("candidate,baseline,verdict", [
+    (summary(1.50, 0.02), summary(1.60, 0.02), "better"),        # lower loss, far beyond the noise
+    (summary(1.70, 0.02), summary(1.60, 0.02), "worse"),
+    (summary(1.59, 0.02), summary(1.60, 0.02), "within noise"),  # 0.01 apart, noise 2 * 0.014
+    (summary(1.50, 0.20), summary(1.60, 0.20), "within noise"),  # the same gap, but noisy seeds
+    (summary(1.50, 0.0, n=1), summary(1.60, 0.0, n=1), "within noise"),  # one seed each: no claim
+])
+def test_compare(candidate, baseline, verdict):
+    assert compare(candidate, baseline) == verdict
+
+
+def test_compare_threshold_is_z_combined_standard_errors():
+    base, candidate = summary(1.60, 0.02), summary(1.57, 0.02)  # sem 0.01 each: combined 0.01414
+    assert compare(candidate, base, z=2.0) == "better"   # 0.03 > 0.0283
+    assert compare(candidate, base, z=2.2) == "within noise"  # 0.03 < 0.0311
+    assert compare(base, candidate, z=2.0) == "worse"
+
+
+# ---------------------------------------------------------------- a real (tiny) study
+
+
+def test_run_study_trains_every_variant_from_every_seed():
+    data = torch.randint(0, 7, (600,), generator=torch.Generator().manual_seed(0))
+    base = GPTConfig(vocab_size=99, block_size=8, n_layer=1, n_head=2, n_embd=8, dropout=0.0)
+    schedule = TrainConfig(max_iters=2, eval_interval=2, eval_iters=1, batch_size=2, compile=False)
+    runs = run_study({"learned": {}, "rope": {"position": "rope"}}, [0, 1], base, schedule, data[:500], data[500:],
+                     vocab_size=7, progress=False)
+    assert [(r.variant, r.seed) for r in runs] == [("learned", 0), ("learned", 1), ("rope", 0), ("rope", 1)]
+    assert all(r.model.config.vocab_size == 7 for r in runs)  # the data's vocabulary, not the base's
+    assert runs[2].model.config.position == "rope" and runs[0].model.config.position == "learned"
+    assert runs[0].params > runs[2].params  # a learned table has parameters, RoPE none
+    assert all(math.isfinite(r.val_loss) and r.history.steps == [0, 2] for r in runs)
+    again = train_variant("learned", {}, base, schedule, 0, data[:500], data[500:], vocab_size=7)
+    assert again.val_loss == runs[0].val_loss  # the seed decides everything
+    lengths = extrapolation(runs[0].model, data[500:], [8, 16], max_tokens=64)
+    assert lengths[16] is None and math.isfinite(lengths[8])  # a learned table stops at its length
+    assert all(math.isfinite(v) for v in extrapolation(runs[2].model, data[500:], [8, 16], 64).values())
