@@ -17,7 +17,10 @@ import os
 import time
 from dataclasses import dataclass
 
-from buildgpt import bpe, data
+from buildgpt.data import registry as data
+from buildgpt.tokenizers import textbook
+from buildgpt.tokenizers.gpt4 import GPT4Tokenizer, tiktoken_encoding
+from buildgpt.tokenizers.regex import GPT4_SPLIT_PATTERN, RegexTokenizer
 
 
 @dataclass
@@ -56,18 +59,18 @@ def rustbpe_vocab(text: str, vocab_size: int):
         return None
     tokenizer = rustbpe.Tokenizer()
     _, seconds = timed(tokenizer.train_from_iterator, iter([text]), vocab_size)
-    assert tokenizer.get_pattern() == bpe.GPT4_SPLIT_PATTERN
+    assert tokenizer.get_pattern() == GPT4_SPLIT_PATTERN
     return dict(tokenizer.get_mergeable_ranks()), seconds
 
 
 def bench_training(task: str, text: str, vocab_size: int, with_reference: bool) -> list[Row]:
     rows = []
-    fast = bpe.RegexTokenizer()
+    fast = RegexTokenizer()
     _, seconds = timed(fast.train, text, vocab_size)
     rows.append(Row(task, "ours, fast", seconds))
     if with_reference:
         def reference():
-            return bpe.train_reference(bpe.RegexTokenizer().split(text), vocab_size - 256)
+            return textbook.train_reference(RegexTokenizer().split(text), vocab_size - 256)
         merges, seconds = timed(reference)
         assert {pair: 256 + i for i, (pair, _) in enumerate(merges)} == fast.merges, "reference merges differ"
         rows.append(Row(task, "ours, reference", seconds))
@@ -80,8 +83,8 @@ def bench_training(task: str, text: str, vocab_size: int, with_reference: bool) 
 
 def bench_encoding(task: str, text: str) -> list[Row]:
     megabytes = len(text.encode("utf-8")) / 1e6
-    encoding = bpe.tiktoken_encoding("cl100k_base")
-    ours, seconds = timed(bpe.GPT4Tokenizer)
+    encoding = tiktoken_encoding("cl100k_base")
+    ours, seconds = timed(GPT4Tokenizer)
     rows = [Row("load cl100k_base (recover merges)", "ours", seconds)]
     ids, seconds = timed(ours.encode_ordinary, text)
     rows.append(Row(task, "ours, fast", seconds, megabytes))

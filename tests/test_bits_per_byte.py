@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from buildgpt.batches import bits_per_byte, split_loss
+from buildgpt.train.evaluate import bits_per_byte, split_loss
 
 
 def test_hand_computed():

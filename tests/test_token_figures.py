@@ -7,17 +7,20 @@ import re
 
 import plotly.graph_objects as go
 import pytest
-
-from buildgpt import bpe, token_figures
 from conftest import MIRROR
 
-os.environ.setdefault(bpe.TIKTOKEN_CACHE_VAR, str(MIRROR / "tiktoken-cache"))
+from buildgpt.tokenizers.fast import train_fast
+from buildgpt.tokenizers.gpt4 import TIKTOKEN_CACHE_VAR, tiktoken_encoding
+from buildgpt.tokenizers.regex import RegexTokenizer
+from buildgpt.viz import tokens as token_figures
+
+os.environ.setdefault(TIKTOKEN_CACHE_VAR, str(MIRROR / "tiktoken-cache"))
 TEXT = "the cat sat on the mat; the dog ate the log\n" * 20
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> bpe.RegexTokenizer:
-    tokenizer = bpe.RegexTokenizer(special_tokens={"<|endoftext|>": 300})
+def tokenizer() -> RegexTokenizer:
+    tokenizer = RegexTokenizer(special_tokens={"<|endoftext|>": 300})
     tokenizer.train(TEXT, 266)
     return tokenizer
 
@@ -27,7 +30,7 @@ def test_token_pieces_ours_and_tiktoken(tokenizer):
     pieces = token_figures.token_pieces(tokenizer, text)
     assert b"".join(token for _, token in pieces) == text.encode("utf-8")
     assert (300, b"<|endoftext|>") in pieces
-    encoding = bpe.tiktoken_encoding("cl100k_base")
+    encoding = tiktoken_encoding("cl100k_base")
     theirs = token_figures.token_pieces(encoding, text)
     assert [i for i, _ in theirs] == encoding.encode(text, allowed_special="all")
     assert b"".join(token for _, token in theirs) == text.encode("utf-8")
@@ -66,8 +69,8 @@ def test_compression_curve():
 
 
 def test_merge_order(tokenizer):
-    learned = bpe.train_fast(tokenizer.split(TEXT), 10)
-    vocab = bpe.RegexTokenizer(merges={pair: 256 + i for i, (pair, _) in enumerate(learned)}).vocab
+    learned = train_fast(tokenizer.split(TEXT), 10)
+    vocab = RegexTokenizer(merges={pair: 256 + i for i, (pair, _) in enumerate(learned)}).vocab
     fig = token_figures.merge_order(learned, vocab)
     scatter = fig.data[0]
     assert list(scatter.x) == list(range(1, 11))

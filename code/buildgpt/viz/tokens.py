@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from ..tokenizers.bpe import Pair, Tokenizer, render_token
+from ..tokenizers.base import Tokenizer, render_token
+from ..tokenizers.textbook import Pair
 
 # Light backgrounds in turn, so neighbouring tokens always differ.
 _PALETTE = ("#fde2a7", "#bfe3f5", "#d3f0c2", "#f6cadc", "#ddd3f7", "#f8cfae", "#c2ece4")

@@ -9,14 +9,19 @@ import warnings
 
 import pytest
 import tiktoken
+from conftest import MIRROR
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from buildgpt import bpe
-from conftest import MIRROR
+from buildgpt.tokenizers.base import Tokenizer
+from buildgpt.tokenizers.basic import BasicTokenizer
+from buildgpt.tokenizers.fast import train_fast
+from buildgpt.tokenizers.gpt4 import TIKTOKEN_CACHE_VAR, GPT4Tokenizer, tiktoken_encoding
+from buildgpt.tokenizers.regex import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, RegexTokenizer
+from buildgpt.tokenizers.textbook import encode_reference, merge, most_frequent, pair_counts, train_reference
 
 # tiktoken reads its encodings from this cache; the Makefile sets it, a bare `pytest` may not.
-os.environ.setdefault(bpe.TIKTOKEN_CACHE_VAR, str(MIRROR / "tiktoken-cache"))
+os.environ.setdefault(TIKTOKEN_CACHE_VAR, str(MIRROR / "tiktoken-cache"))
 
 SPECIALS = ["<|endoftext|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|endofprompt|>"]
 TEXTS = {
@@ -38,12 +43,12 @@ slow_settings = settings(max_examples=150, deadline=None, suppress_health_check=
 
 @pytest.fixture(scope="module")
 def cl100k() -> tiktoken.Encoding:
-    return bpe.tiktoken_encoding("cl100k_base")
+    return tiktoken_encoding("cl100k_base")
 
 
 @pytest.fixture(scope="module")
-def gpt4() -> bpe.GPT4Tokenizer:
-    return bpe.GPT4Tokenizer()
+def gpt4() -> GPT4Tokenizer:
+    return GPT4Tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +58,9 @@ def training_text(shakespeare_text) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(training_text) -> dict[str, bpe.Tokenizer]:
-    basic, regex_gpt2, regex_gpt4 = bpe.BasicTokenizer(), bpe.RegexTokenizer(bpe.GPT2_SPLIT_PATTERN), \
-        bpe.RegexTokenizer(special_tokens={"<|endoftext|>": 1000})
+def trained(training_text) -> dict[str, Tokenizer]:
+    basic, regex_gpt2, regex_gpt4 = BasicTokenizer(), RegexTokenizer(GPT2_SPLIT_PATTERN), \
+        RegexTokenizer(special_tokens={"<|endoftext|>": 1000})
     basic.train(training_text, 300)
     regex_gpt2.train(training_text, 600)
     regex_gpt4.train(training_text, 600)
@@ -63,7 +68,7 @@ def trained(training_text) -> dict[str, bpe.Tokenizer]:
 
 
 @pytest.fixture(scope="module", params=["basic", "regex-gpt2", "regex-gpt4", "gpt4"])
-def tokenizer(request, trained, gpt4) -> bpe.Tokenizer:
+def tokenizer(request, trained, gpt4) -> Tokenizer:
     return gpt4 if request.param == "gpt4" else trained[request.param]
 
 
@@ -72,7 +77,7 @@ def tokenizer(request, trained, gpt4) -> bpe.Tokenizer:
 
 def test_wikipedia_example():
     """https://en.wikipedia.org/wiki/Byte_pair_encoding: aaabdaaabac -> ZabdZabac -> ZYdZYac -> XdXac."""
-    tokenizer = bpe.BasicTokenizer()
+    tokenizer = BasicTokenizer()
     tokenizer.train("aaabdaaabac", 256 + 3)
     assert tokenizer.merges == {(97, 97): 256, (97, 98): 257, (256, 257): 258}  # Z=aa, Y=ab, X=ZY
     assert tokenizer.encode("aaabdaaabac") == [258, 100, 258, 97, 99]
@@ -80,16 +85,16 @@ def test_wikipedia_example():
 
 
 def test_pair_counts_and_merge():
-    assert bpe.pair_counts([1, 2, 3, 1, 2]) == {(1, 2): 2, (2, 3): 1, (3, 1): 1}
-    assert bpe.pair_counts([7, 7, 7]) == {(7, 7): 2}  # overlapping pairs both count
-    assert bpe.merge([1, 2, 3, 1, 2], (1, 2), 4) == [4, 3, 4]
-    assert bpe.merge([7, 7, 7], (7, 7), 8) == [8, 7]  # left to right, no overlaps
-    assert bpe.merge([], (1, 2), 3) == []
+    assert pair_counts([1, 2, 3, 1, 2]) == {(1, 2): 2, (2, 3): 1, (3, 1): 1}
+    assert pair_counts([7, 7, 7]) == {(7, 7): 2}  # overlapping pairs both count
+    assert merge([1, 2, 3, 1, 2], (1, 2), 4) == [4, 3, 4]
+    assert merge([7, 7, 7], (7, 7), 8) == [8, 7]  # left to right, no overlaps
+    assert merge([], (1, 2), 3) == []
 
 
 def test_ties_go_to_the_smallest_pair():
-    assert bpe.most_frequent({(98, 99): 2, (97, 120): 2, (97, 98): 2, (1, 2): 1}) == (97, 98)
-    assert [pair for pair, _ in bpe.train_fast(["dcba"], 3)] == [(98, 97), (99, 256), (100, 257)]
+    assert most_frequent({(98, 99): 2, (97, 120): 2, (97, 98): 2, (1, 2): 1}) == (97, 98)
+    assert [pair for pair, _ in train_fast(["dcba"], 3)] == [(98, 97), (99, 256), (100, 257)]
 
 
 @pytest.mark.parametrize("text, num_merges", [
@@ -98,17 +103,17 @@ def test_ties_go_to_the_smallest_pair():
     (TEXTS["mixed scripts"] * 3 + TEXTS["emoji"], 60),
     (TEXTS["code"] * 5 + TEXTS["whitespace"], 40),
 ])
-@pytest.mark.parametrize("pattern", [None, bpe.GPT2_SPLIT_PATTERN, bpe.GPT4_SPLIT_PATTERN])
+@pytest.mark.parametrize("pattern", [None, GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
 def test_fast_trainer_equals_reference(text, num_merges, pattern):
-    chunks = [text] if pattern is None else bpe.RegexTokenizer(pattern).split(text)
-    assert bpe.train_fast(chunks, num_merges) == bpe.train_reference(chunks, num_merges)
+    chunks = [text] if pattern is None else RegexTokenizer(pattern).split(text)
+    assert train_fast(chunks, num_merges) == train_reference(chunks, num_merges)
 
 
 @pytest.mark.parametrize("num_chars, num_merges", [(20_000, 100), (60_000, 20)])
 def test_fast_trainer_equals_reference_on_shakespeare(shakespeare_text, num_chars, num_merges):
-    chunks = bpe.RegexTokenizer().split(shakespeare_text[:num_chars])
-    fast = bpe.train_fast(chunks, num_merges)
-    assert fast == bpe.train_reference(chunks, num_merges)
+    chunks = RegexTokenizer().split(shakespeare_text[:num_chars])
+    fast = train_fast(chunks, num_merges)
+    assert fast == train_reference(chunks, num_merges)
     assert len(fast) == num_merges
     counts = [count for _, count in fast]
     assert counts == sorted(counts, reverse=True)  # greedy: each merge is as frequent as the next
@@ -117,8 +122,8 @@ def test_fast_trainer_equals_reference_on_shakespeare(shakespeare_text, num_char
 @slow_settings
 @given(text=st.text(st.sampled_from("ab c\n"), max_size=80) | unicode_text, num_merges=st.integers(0, 40))
 def test_fast_trainer_equals_reference_on_random_text(text, num_merges):
-    chunks = bpe.RegexTokenizer().split(text)
-    assert bpe.train_fast(chunks, num_merges) == bpe.train_reference(chunks, num_merges)
+    chunks = RegexTokenizer().split(text)
+    assert train_fast(chunks, num_merges) == train_reference(chunks, num_merges)
 
 
 def test_merges_equal_rustbpe(shakespeare_text):
@@ -126,8 +131,8 @@ def test_merges_equal_rustbpe(shakespeare_text):
     rustbpe = pytest.importorskip("rustbpe")
     reference = rustbpe.Tokenizer()
     reference.train_from_iterator(iter([shakespeare_text]), 512)
-    assert reference.get_pattern() == bpe.GPT4_SPLIT_PATTERN
-    ours = bpe.RegexTokenizer()
+    assert reference.get_pattern() == GPT4_SPLIT_PATTERN
+    ours = RegexTokenizer()
     ours.train(shakespeare_text, 512)
     assert {token: i for i, token in ours.vocab.items()} == dict(reference.get_mergeable_ranks())
     text = shakespeare_text[:5000]
@@ -163,7 +168,7 @@ def test_fast_encoder_equals_reference(trained, text):
     for tokenizer in trained.values():
         reference = []
         for chunk in tokenizer.split(text):
-            reference += bpe.encode_reference(list(chunk.encode("utf-8")), tokenizer.merges)
+            reference += encode_reference(list(chunk.encode("utf-8")), tokenizer.merges)
         assert tokenizer.encode_ordinary(text) == reference
 
 
@@ -256,8 +261,8 @@ def test_special_tokens_of_a_trained_tokenizer(trained):
 def test_save_load_round_trip(tokenizer, tmp_path):
     model, vocab = tokenizer.save(tmp_path / "tok")
     assert (model.name, vocab.name) == ("tok.model", "tok.vocab")
-    loaded = bpe.Tokenizer.load(model)
-    assert type(loaded) is (bpe.BasicTokenizer if tokenizer.pattern is None else bpe.RegexTokenizer)
+    loaded = Tokenizer.load(model)
+    assert type(loaded) is (BasicTokenizer if tokenizer.pattern is None else RegexTokenizer)
     assert (loaded.merges, loaded.special_tokens, loaded.byte_ids, loaded.pattern) == \
         (tokenizer.merges, tokenizer.special_tokens, tokenizer.byte_ids, tokenizer.pattern)
     for text in (TEXTS["mixed scripts"], TEXTS["code"], SPECIAL_TEXT):
@@ -274,9 +279,9 @@ def test_vocab_file_is_readable(trained, tmp_path):
 
 def test_load_checks_the_class(trained, tmp_path):
     model, _ = trained["basic"].save(tmp_path / "basic")
-    assert isinstance(bpe.BasicTokenizer.load(model), bpe.BasicTokenizer)
+    assert isinstance(BasicTokenizer.load(model), BasicTokenizer)
     with pytest.raises(ValueError, match="holds a BasicTokenizer, not a RegexTokenizer"):
-        bpe.RegexTokenizer.load(model)
+        RegexTokenizer.load(model)
 
 
 # ---------------------------------------------------------------- bad input
@@ -284,11 +289,11 @@ def test_load_checks_the_class(trained, tmp_path):
 
 def test_vocab_size_below_256():
     with pytest.raises(ValueError, match="at least 256.*got 100"):
-        bpe.RegexTokenizer().train("hello", 100)
+        RegexTokenizer().train("hello", 100)
 
 
 def test_vocab_size_larger_than_the_text_supports():
-    tokenizer = bpe.RegexTokenizer()
+    tokenizer = RegexTokenizer()
     with pytest.warns(UserWarning, match="allows only 3 merges, not the 744"):
         tokenizer.train("abab ab", 1000)  # chunks "abab" and " ab": ab, then " ab", then abab
     assert len(tokenizer.merges) == 3
@@ -300,7 +305,7 @@ def test_vocab_size_larger_than_the_text_supports():
 
 def test_special_token_ids_must_be_above_the_vocab():
     with pytest.raises(ValueError, match="ids below vocab_size=600"):
-        bpe.RegexTokenizer(special_tokens={"<|endoftext|>": 500}).train("hello", 600)
+        RegexTokenizer(special_tokens={"<|endoftext|>": 500}).train("hello", 600)
 
 
 def test_decode_unknown_id(gpt4, trained):
@@ -357,14 +362,14 @@ def test_corrupt_model_file(trained, tmp_path, corrupt, message):
     bad.write_text("".join(line + "\n" for line in corrupt(_model_lines(trained["regex-gpt4"], tmp_path))),
                    encoding="utf-8")
     with pytest.raises(ValueError, match="^" + re.escape(str(bad)) + message):
-        bpe.Tokenizer.load(bad)
+        Tokenizer.load(bad)
 
 
 def test_binary_model_file(tmp_path):
     bad = tmp_path / "weights.model"
     bad.write_bytes(bytes(range(256)))
     with pytest.raises(ValueError, match="weights.model is not a tokenizer model file: it is not UTF-8 text"):
-        bpe.Tokenizer.load(bad)
+        Tokenizer.load(bad)
 
 
 def test_tiktoken_without_cache_or_network(tmp_path, monkeypatch):
@@ -377,8 +382,8 @@ def test_tiktoken_without_cache_or_network(tmp_path, monkeypatch):
 
     monkeypatch.setattr(requests, "get", offline)
     monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})  # tiktoken's in-memory cache
-    monkeypatch.setenv(bpe.TIKTOKEN_CACHE_VAR, str(tmp_path / "empty"))
+    monkeypatch.setenv(TIKTOKEN_CACHE_VAR, str(tmp_path / "empty"))
     with pytest.raises(RuntimeError, match=f"TIKTOKEN_CACHE_DIR={tmp_path / 'empty'}.*network is unreachable"):
-        bpe.GPT4Tokenizer()
+        GPT4Tokenizer()
     with pytest.raises(ValueError, match="no encoding 'cl50k'"):
-        bpe.tiktoken_encoding("cl50k")
+        tiktoken_encoding("cl50k")
