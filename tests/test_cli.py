@@ -1,34 +1,44 @@
-"""The command line: `buildgpt train` a preset on the smoke profile, then `buildgpt sample` from it."""
+"""The command line: `buildgpt train` a preset on the smoke profile, then `buildgpt sample` from it.
+
+Also, as separate processes: two runs with the same settings give bit-identical weights, and a run
+killed with SIGKILL at random moments and continued with `--resume` ends exactly where an
+uninterrupted run does.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import os
+import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from buildgpt import checkpoint, data, profiles
 from buildgpt.cli import main
-
-MIRROR = Path(os.environ.get(data.MIRROR_VAR) or data.PROJECT_ROOT.parent / "shared" / "data")
+from buildgpt.data import registry
+from buildgpt.nn.model import GPT, GPTConfig
+from buildgpt.settings import profiles
+from buildgpt.settings.chapters import settings_for
+from buildgpt.train import checkpoint
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict:
+def trained(tmp_path_factory, mirror_dir) -> dict:
     """One short smoke-profile run of shakespeare-char (20 steps), shared by the tests below."""
-    if not (MIRROR / "tinyshakespeare" / "input.txt").is_file():
-        pytest.skip(f"no data mirror at {MIRROR}")
     out_dir = tmp_path_factory.mktemp("run")
     stdout, stderr = io.StringIO(), io.StringIO()
     before = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(profiles.ENV_VAR, "smoke")
-        mp.setenv(data.CACHE_VAR, str(tmp_path_factory.mktemp("cache")))
-        mp.setenv(data.MIRROR_VAR, str(MIRROR))
+        mp.setenv(registry.CACHE_VAR, str(tmp_path_factory.mktemp("cache")))
+        mp.setenv(registry.MIRROR_VAR, str(mirror_dir))
         torch.set_num_threads(1)
         try:
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
@@ -56,8 +66,8 @@ def test_train_returns_0_and_writes_checkpoints(trained):
     assert last.meta["preset"] == "shakespeare-char"
     assert last.meta["tokenizer"]["type"] == "char" and len(last.meta["tokenizer"]["chars"]) == 65
     assert last.meta["train_config"]["max_iters"] == 20
-    assert last.model_config.vocab_size == 65
-    assert last.model_config.to_dict().items() >= profiles.SETTINGS["gpt"]["smoke"]["model"].items()
+    assert last.model_config["vocab_size"] == 65
+    assert last.model_config.items() >= settings_for("gpt", "smoke").model.to_dict().items()
     assert last.meta["history"]["steps"] == [0, 20]
     assert "best val loss" in trained["stdout"] and str(out_dir) in trained["stdout"]
     assert "parameters" in trained["stderr"] and "smoke" in trained["stderr"]
@@ -132,8 +142,6 @@ def test_corrupt_or_missing_checkpoint_returns_2(trained, tmp_path, capsys, cont
 
 
 def test_checkpoint_without_a_tokenizer_returns_2(tmp_path, capsys):
-    from buildgpt.model import GPT, GPTConfig
-
     path = checkpoint.save(tmp_path / "bare.safetensors", GPT(GPTConfig(vocab_size=5, n_layer=1, n_embd=8,
                                                                         n_head=2, block_size=4)), 0, meta={})
     assert main(["sample", str(path)]) == 2
@@ -154,6 +162,32 @@ def test_resume_continues_from_the_checkpoint(trained, smoke, tmp_path, capsys):
     assert "best val loss" in capsys.readouterr().out
 
 
+def test_an_interruption_between_the_two_checkpoint_writes_keeps_best_consistent(smoke, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """A run that dies after writing one of best/last at an evaluation, but not the other, resumes into
+    a best.safetensors that is the step its history calls best."""
+    real_save, written = checkpoint.save, []
+
+    def save_then_die(path, model, step, *args, **kwargs):
+        written.append(step)
+        if step == 20 and written.count(20) == 2:  # the second file of the final evaluation
+            raise KeyboardInterrupt
+        return real_save(path, model, step, *args, **kwargs)
+
+    out_dir = tmp_path / "run"
+    argv = ["train", "shakespeare-char", "--out-dir", str(out_dir), "--max-iters", "20"]
+    with monkeypatch.context() as mp:
+        mp.setattr(checkpoint, "save", save_then_die)
+        assert main(argv) == 130
+    assert main(argv + ["--resume"]) == 0
+    last = checkpoint.load(out_dir / "last.safetensors")
+    best = checkpoint.load(out_dir / "best.safetensors")
+    assert last.step == 20 and last.meta["history"]["steps"] == [0, 20]
+    assert best.step == last.meta["history"]["best_step"] == 20
+    assert all(torch.equal(best.model_state[k], v) for k, v in last.model_state.items())
+    capsys.readouterr()
+
+
 def test_train_with_a_bad_profile_returns_2(smoke, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv(profiles.ENV_VAR, "huge")
     assert main(["train", "shakespeare-char", "--out-dir", str(tmp_path), "--max-iters", "1"]) == 2
@@ -167,3 +201,132 @@ def test_usage_errors_exit_2(capsys):
             main(argv)
         assert info.value.code == 2
     capsys.readouterr()
+
+
+# ---------------------------------------------------------------- whole runs as separate processes
+
+RUN_ITERS = 300  # ten checkpoints (the smoke profile evaluates every 30 steps), about a second of training
+LOSS_FIELDS = ("steps", "train", "val", "lr", "tokens", "best_val", "best_step")  # not the wall-clock ones
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory, mirror_dir) -> dict[str, str]:
+    """The environment of a `buildgpt train` process: smoke profile, the mirror, a private cache, one thread."""
+    env = dict(os.environ)
+    env.update({profiles.ENV_VAR: "smoke", registry.MIRROR_VAR: str(mirror_dir),
+                registry.CACHE_VAR: str(tmp_path_factory.mktemp("cli-cache")), "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1"})
+    return env
+
+
+def start_training(out_dir: Path, env: dict[str, str], *extra: str) -> subprocess.Popen:
+    log = open(out_dir.parent / f"{out_dir.name}.log", "ab")  # tqdm's bar must not fill a pipe
+    with log:
+        return subprocess.Popen([sys.executable, "-m", "buildgpt.cli", "train", "shakespeare-char",
+                                 "--out-dir", str(out_dir), "--max-iters", str(RUN_ITERS), *extra],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def run_training(out_dir: Path, env: dict[str, str], *extra: str) -> Path:
+    proc = start_training(out_dir, env, *extra)
+    rc = proc.wait(timeout=300)
+    assert rc == 0, (out_dir.parent / f"{out_dir.name}.log").read_text()[-2000:]
+    return out_dir / "last.safetensors"
+
+
+def all_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor in a checkpoint file: the weights, the optimizer state and the random states."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def assert_same_tensors(a: Path, b: Path, with_optimizer: bool = True) -> None:
+    ta, tb = all_tensors(a), all_tensors(b)
+    assert sorted(ta) == sorted(tb)
+    assert any(k.startswith("model.") for k in ta)
+    assert any(k.startswith("optim.") for k in ta) == with_optimizer  # last.safetensors: the optimizer too
+    different = [k for k in ta if not torch.equal(ta[k], tb[k])]
+    assert different == [], f"{len(different)} tensors differ, e.g. {different[:5]}"
+
+
+def loss_history(path: Path) -> dict:
+    history = checkpoint.load(path).meta["history"]
+    return {k: history[k] for k in LOSS_FIELDS}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, cli_env) -> Path:
+    """One uninterrupted `buildgpt train shakespeare-char --max-iters RUN_ITERS` with the profile's seed."""
+    return run_training(tmp_path_factory.mktemp("reference") / "out", cli_env)
+
+
+def test_two_runs_give_bit_identical_weights(reference_run, tmp_path, cli_env):
+    again = run_training(tmp_path / "again", cli_env)
+    assert_same_tensors(reference_run, again)
+    assert loss_history(again) == loss_history(reference_run)
+    assert loss_history(again)["steps"] == list(range(0, RUN_ITERS + 1, 30))
+    # best.safetensors too: the same weights
+    assert_same_tensors(reference_run.parent / "best.safetensors", again.parent / "best.safetensors",
+                        with_optimizer=False)
+
+
+def test_the_seed_is_recorded_and_a_different_seed_gives_different_weights(reference_run, tmp_path, cli_env):
+    default_seed = settings_for("gpt", "smoke").train.seed
+    assert checkpoint.load(reference_run).meta["train_config"]["seed"] == default_seed
+    other = run_training(tmp_path / "other", cli_env, "--seed", str(default_seed + 1))
+    assert checkpoint.load(other).meta["train_config"]["seed"] == default_seed + 1
+    a, b = checkpoint.load(reference_run).model_state, checkpoint.load(other).model_state
+    assert sorted(a) == sorted(b)
+    # every tensor differs: the initial weights follow the seed, not only the batches
+    assert not any(torch.equal(a[k], b[k]) for k in a if a[k].numel() > 1)
+    assert loss_history(other)["val"] != loss_history(reference_run)["val"]
+
+
+def _identity(path: Path):
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _wait_for_new_checkpoint(proc: subprocess.Popen, path: Path, before, timeout: float = 120.0) -> None:
+    """Until `path` is a different file than `before` (checkpoints are replaced, never rewritten) or the run ends."""
+    deadline = time.monotonic() + timeout
+    while _identity(path) in (None, before) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.005)
+
+
+def test_kill_9_at_random_moments_then_resume_ends_exactly_like_an_uninterrupted_run(reference_run, tmp_path,
+                                                                                        cli_env):
+    rng = random.Random(20240607)
+    out_dir = tmp_path / "killed"
+    last = out_dir / "last.safetensors"
+    killed_at = []  # the step of the checkpoint each killed process had last written
+    for attempt in range(3):
+        before = _identity(last)
+        proc = start_training(out_dir, cli_env, *(["--resume"] if attempt else []))
+        try:
+            _wait_for_new_checkpoint(proc, last, before)
+            time.sleep(rng.uniform(0.0, 0.3))  # mid-step, mid-evaluation or mid-write: wherever it falls
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+        finally:
+            rc = proc.wait(timeout=60)
+        if rc == -signal.SIGKILL:
+            killed_at.append(checkpoint.load(last).step)
+        else:
+            assert rc == 0, (tmp_path / "killed.log").read_text()[-2000:]
+    assert killed_at, "every run finished before its kill: nothing was resumed"
+    assert all(step < RUN_ITERS for step in killed_at)
+    run_training(out_dir, cli_env, "--resume")
+    assert checkpoint.load(last).step == RUN_ITERS
+    assert_same_tensors(reference_run, last)
+    assert loss_history(last) == loss_history(reference_run)
+    # best.safetensors is never older than the history says, even when a kill fell between the two writes
+    best = checkpoint.load(out_dir / "best.safetensors")
+    assert best.step == loss_history(last)["best_step"]
+    ref_best = checkpoint.load(reference_run.parent / "best.safetensors")
+    assert all(torch.equal(best.model_state[k], ref_best.model_state[k]) for k in ref_best.model_state)

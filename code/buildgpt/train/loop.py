@@ -211,9 +211,11 @@ def _save(out_dir: Path, model, optimizer, step: int, history: History, meta: di
           batch_rng: torch.Generator, eval_rng: torch.Generator) -> None:
     rng = torch.stack([batch_rng.get_state(), eval_rng.get_state(), torch.get_rng_state()])
     meta = {**meta, "history": asdict(history)}
-    checkpoint.save(out_dir / "last.safetensors", model, step, meta, optimizer, rng)
+    # best before last: a run stopped between the two resumes from the older last.safetensors and
+    # rewrites the same best; the other order would leave a best.safetensors older than its history says
     if history.best_step == step:
         checkpoint.save(out_dir / "best.safetensors", model, step, meta)
+    checkpoint.save(out_dir / "last.safetensors", model, step, meta, optimizer, rng)
 
 
 def _resume(path: Path, model, optimizer, batch_rng: torch.Generator, eval_rng: torch.Generator):
