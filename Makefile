@@ -29,7 +29,7 @@ test: venv
 
 # Unit tests only: no chapter executed (about a minute).
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not browser"
 
 lint: venv
 	$(VENV)/bin/ruff check code tests benchmarks

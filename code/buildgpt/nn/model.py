@@ -28,7 +28,7 @@ MLPS = ("relu", "gelu", "swiglu")
 ATTENTIONS = ("per_head", "batched", "fused")
 
 
-@dataclass
+@dataclass(frozen=True)  # shared presets: change a copy (dataclasses.replace), never in place
 class GPTConfig:
     vocab_size: int = 65  # distinct tokens (65 characters in tinyshakespeare)
     block_size: int = 256  # the context window, in tokens
