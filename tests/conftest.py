@@ -10,33 +10,40 @@ import torch
 
 from buildgpt.data import registry
 
-# The mirror the Makefile uses (../shared/data) unless the environment names another one.
-# Tests take it through the `mirror_dir` fixture; the module-level name stays for files not yet on it.
-MIRROR = Path(os.environ.get(registry.MIRROR_VAR) or registry.PROJECT_ROOT.parent / "shared" / "data")
-TIKTOKEN_CACHE_VAR = "TIKTOKEN_CACHE_DIR"  # as buildgpt.tokenizers.bpe.TIKTOKEN_CACHE_VAR (tiktoken's own name)
-
-
-def _has_mirror() -> bool:
-    return (MIRROR / "tinyshakespeare" / "input.txt").is_file()
+# The offline mirror and tiktoken's cache are named by the environment (.ci/run sets both); where
+# they are not set, the tests that need them are skipped rather than reaching for the network.
+TIKTOKEN_CACHE_VAR = "TIKTOKEN_CACHE_DIR"  # tiktoken's own name, as buildgpt.tokenizers.gpt4.TIKTOKEN_CACHE_VAR
 
 
 @pytest.fixture(scope="session")
 def mirror_dir() -> Path:
-    """The folder of the offline data mirror (skips the test where there is none). Reads nothing."""
-    if not _has_mirror():
-        pytest.skip(f"no data mirror at {MIRROR}")
-    return MIRROR
+    """The folder of the offline data mirror, from BUILDGPT_DATA_MIRROR (skips the test where there is none)."""
+    mirror = Path(os.environ.get(registry.MIRROR_VAR, ""))
+    if not os.environ.get(registry.MIRROR_VAR) or not (mirror / "tinyshakespeare" / "input.txt").is_file():
+        pytest.skip(f"no data mirror: set {registry.MIRROR_VAR} to a folder holding tinyshakespeare/input.txt")
+    return mirror
 
 
-@pytest.fixture
-def tiktoken_cache(monkeypatch) -> Path:
-    """tiktoken's cache of GPT-2 and GPT-4 vocabularies, named by TIKTOKEN_CACHE_DIR for this test:
-    the one the environment names, else the one inside the data mirror."""
-    cache = Path(os.environ.get(TIKTOKEN_CACHE_VAR) or MIRROR / "tiktoken-cache")
-    if not cache.is_dir():
-        pytest.skip(f"no tiktoken cache at {cache}")
-    monkeypatch.setenv(TIKTOKEN_CACHE_VAR, str(cache))
-    return cache
+@pytest.fixture(scope="session")
+def tiktoken_cache() -> Path:
+    """tiktoken's cache of the GPT-2 and GPT-4 vocabularies, from TIKTOKEN_CACHE_DIR (or the mirror's),
+    named in the environment for the whole session so that no test downloads them."""
+    named = os.environ.get(TIKTOKEN_CACHE_VAR) or (
+        str(Path(os.environ[registry.MIRROR_VAR]) / "tiktoken-cache") if os.environ.get(registry.MIRROR_VAR) else "")
+    if not named or not Path(named).is_dir():
+        pytest.skip(f"no tiktoken cache: set {TIKTOKEN_CACHE_VAR} (or {registry.MIRROR_VAR})")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(TIKTOKEN_CACHE_VAR, named)
+        yield Path(named)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_hypothesis_database():
+    """Hypothesis keeps no example database in the repository (.hypothesis/)."""
+    from hypothesis import settings
+
+    settings.register_profile("buildgpt", database=None)
+    settings.load_profile("buildgpt")
 
 
 @pytest.fixture

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import plotly.graph_objects as go
 import pytest
-from conftest import MIRROR
 
 from buildgpt.tokenizers.fast import train_fast
-from buildgpt.tokenizers.gpt4 import TIKTOKEN_CACHE_VAR, tiktoken_encoding
+from buildgpt.tokenizers.gpt4 import tiktoken_encoding
 from buildgpt.tokenizers.regex import RegexTokenizer
 from buildgpt.viz import tokens as token_figures
 
-os.environ.setdefault(TIKTOKEN_CACHE_VAR, str(MIRROR / "tiktoken-cache"))
+# tiktoken reads its encodings from the cache the conftest fixture names: never the network.
+pytestmark = pytest.mark.usefixtures("tiktoken_cache")
 TEXT = "the cat sat on the mat; the dog ate the log\n" * 20
 
 

@@ -3,13 +3,11 @@ round trips, saving and loading, and clear errors on bad input."""
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 
 import pytest
 import tiktoken
-from conftest import MIRROR
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,8 +18,8 @@ from buildgpt.tokenizers.gpt4 import TIKTOKEN_CACHE_VAR, GPT4Tokenizer, tiktoken
 from buildgpt.tokenizers.regex import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, RegexTokenizer
 from buildgpt.tokenizers.textbook import encode_reference, merge, most_frequent, pair_counts, train_reference
 
-# tiktoken reads its encodings from this cache; the Makefile sets it, a bare `pytest` may not.
-os.environ.setdefault(TIKTOKEN_CACHE_VAR, str(MIRROR / "tiktoken-cache"))
+# tiktoken reads its encodings from the cache the conftest fixture names: never the network.
+pytestmark = pytest.mark.usefixtures("tiktoken_cache")
 
 SPECIALS = ["<|endoftext|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|endofprompt|>"]
 TEXTS = {

@@ -5,7 +5,6 @@ tokenizers package, run."""
 from __future__ import annotations
 
 import importlib
-import os
 import re
 import sys
 import unicodedata
@@ -13,11 +12,11 @@ from collections import defaultdict
 
 import pytest
 import regex
-from conftest import MIRROR
 
-from buildgpt.tokenizers.gpt4 import TIKTOKEN_CACHE_VAR, TIKTOKEN_UNICODE_VERSION, GPT4Tokenizer, tiktoken_encoding
+from buildgpt.tokenizers.gpt4 import TIKTOKEN_UNICODE_VERSION, GPT4Tokenizer, tiktoken_encoding
 
-os.environ.setdefault(TIKTOKEN_CACHE_VAR, str(MIRROR / "tiktoken-cache"))
+# tiktoken reads its encodings from the cache the conftest fixture names: never the network.
+pytestmark = pytest.mark.usefixtures("tiktoken_cache")
 
 LETTER, NUMBER, UNASSIGNED = regex.compile(r"\p{L}"), regex.compile(r"\p{N}"), regex.compile(r"\p{Cn}")
 # Each context puts the character where its class decides a chunk boundary that a merge crosses:
