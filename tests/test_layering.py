@@ -7,6 +7,7 @@ viz < cli. Inside one subpackage, modules may import each other.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,15 @@ def test_checkpoints_do_not_import_the_model():
 def test_no_module_is_over_300_lines():
     long = {str(p.relative_to(PACKAGE)): n for p in MODULES if (n := len(p.read_text().splitlines())) > 300}
     assert not long, f"split these modules (over 300 lines): {long}"
+
+
+def test_the_readme_maps_every_module_to_its_tests():
+    """The README's chapter -> module -> test table names every module, and every test file it names exists."""
+    readme = (PACKAGE.parents[1] / "README.md").read_text()
+    table = readme[readme.index("| chapter | modules"):]
+    table = table[:table.index("\n\n")]
+    missing = [str(p.relative_to(PACKAGE)) for p in MODULES if f"`{p.relative_to(PACKAGE).as_posix()}`" not in table]
+    assert not missing, f"modules missing from the README's table: {missing}"
+    named = set(re.findall(r"`(test_\w+)`", table))
+    tests = {p.stem for p in (PACKAGE.parents[1] / "tests").glob("test_*.py")}
+    assert named <= tests, f"the README names tests that do not exist: {sorted(named - tests)}"
