@@ -1,0 +1,132 @@
+"""Exact-match evaluation of an arithmetic GPT (exercise 2): batched greedy decoding with a KV cache.
+
+Accuracy on thousands of held-out problems needs thousands of decodes. One at a time, each
+token re-runs the model over the whole text (`greedy_reference`, the plain path). Batched, the
+prompts of one length run together through the model once, and then each step runs one new
+position per problem from the cache (`greedy_decode`): the same tokens, many times faster
+(benchmarks/bench_arithmetic.py measures it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..data.arithmetic import MARKER, NEWLINE, STOI, VOCAB, ArithmeticFormat, Problem, decode, encode
+from ..nn.model import GPT
+from ..tokenizers.chars import CharTokenizer
+from .kv_cache import KVCache, forward_cached
+
+
+def arithmetic_tokenizer() -> CharTokenizer:
+    """The character tokenizer of arithmetic text: the ids of `data.arithmetic.encode`.
+
+    Example: `arithmetic_tokenizer().decode(ids)`."""
+    return CharTokenizer(list(VOCAB))
+
+
+@torch.no_grad()
+def greedy_decode(model: GPT, prompts: torch.Tensor, max_new_tokens: int, stop_at_marker: bool = False) -> list[list[int]]:
+    """The greedy completion of each prompt (B, T), up to and including its ending newline.
+
+    All prompts have one length, so they run as one batch: the prompts once, then one position
+    per step through the KV cache. Decoding stops at `max_new_tokens` or once every row has
+    ended: at its first newline, or with `stop_at_marker` (traces) at the first newline after ">".
+    Example: `greedy_decode(model, torch.tensor([encode("012+345=")]), 5)` gives [[ids of "7530\\n"]].
+    """
+    if prompts.size(1) + max_new_tokens - 1 > model.config.block_size:
+        raise ValueError(f"prompts of {prompts.size(1)} tokens and {max_new_tokens} new ones need a block_size of "
+                         f"{prompts.size(1) + max_new_tokens - 1}; the model has {model.config.block_size}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    caches = [KVCache() for _ in model.blocks]
+    newline, marker = STOI[NEWLINE], STOI[MARKER]
+    ended = torch.zeros(prompts.size(0), dtype=torch.bool, device=device)
+    answering = torch.full_like(ended, not stop_at_marker)  # past the ">" (always, without traces)
+    lengths = torch.full(ended.shape, max_new_tokens, device=device)
+    tokens, idx = [], prompts.to(device)
+    try:
+        for step in range(max_new_tokens):
+            next_id = forward_cached(model, idx, caches)[:, -1, :].argmax(dim=-1)  # (B,)
+            tokens.append(next_id)
+            answering |= next_id == marker
+            stops = ~ended & answering & (next_id == newline)
+            lengths[stops] = step + 1
+            ended |= stops
+            if ended.all():
+                break
+            idx = next_id[:, None]
+    finally:
+        model.train(was_training)
+    rows = torch.stack(tokens, dim=1).tolist()
+    return [row[:n] for row, n in zip(rows, lengths.tolist())]
+
+
+@torch.no_grad()
+def greedy_reference(model: GPT, prompt: list[int], max_new_tokens: int, stop_at_marker: bool = False) -> list[int]:
+    """The same decode for one prompt on the plain path: the whole text through `model(idx)` per token.
+
+    Example: `greedy_reference(model, encode("012+345="), 5)`."""
+    if len(prompt) + max_new_tokens - 1 > model.config.block_size:
+        raise ValueError(f"a prompt of {len(prompt)} tokens and {max_new_tokens} new ones exceed the window")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ids, new, answering = list(prompt), [], not stop_at_marker
+    try:
+        for _ in range(max_new_tokens):
+            logits, _ = model(torch.tensor([ids], device=device))
+            next_id = int(logits[0, -1].argmax())
+            ids.append(next_id), new.append(next_id)
+            answering |= next_id == STOI[MARKER]
+            if answering and next_id == STOI[NEWLINE]:
+                break
+    finally:
+        model.train(was_training)
+    return new
+
+
+@dataclass
+class ArithmeticEval:
+    """Per problem: what the model wrote after the "=", the answer parsed from it (None if malformed), and
+    whether that is the exact answer."""
+
+    problems: list[Problem]
+    completions: list[str]
+    predicted: list
+    correct: list[bool]
+
+    @property
+    def accuracy(self) -> float:
+        return sum(self.correct) / len(self.correct) if self.correct else float("nan")
+
+    def mistakes(self, n: int = 5) -> list[tuple[str, str]]:
+        """Up to `n` wrong problems as (prompt text, what the model wrote)."""
+        return [(f"{p.a}{p.op}{p.b}", c) for p, c, ok in zip(self.problems, self.completions, self.correct) if not ok][:n]
+
+
+def evaluate_problems(model: GPT, problems: list[Problem], fmt: ArithmeticFormat, batch_size: int = 2048) -> ArithmeticEval:
+    """Exact-match accuracy of greedy decoding on `problems`, with the result of each.
+
+    Prompts are grouped by length, so each group decodes as batches (with `width`, all are one
+    group). Each group may write one character more than its longest expected completion (if the
+    window allows), so a run-on answer shows as such; the answer must then parse exactly (see `ArithmeticFormat.parse`).
+    Example: `evaluate_problems(model, held_out_problems(2000, 3), ArithmeticFormat(width=3)).accuracy`.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(problems):
+        groups.setdefault(len(fmt.prompt(p)), []).append(i)
+    completions = [""] * len(problems)
+    for indices in groups.values():
+        longest = max(len(fmt.completion(problems[i])) for i in indices)
+        budget = min(longest + 1, model.config.block_size - len(fmt.prompt(problems[indices[0]])) + 1)
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            prompts = torch.tensor([encode(fmt.prompt(problems[i])) for i in chunk])
+            for i, ids in zip(chunk, greedy_decode(model, prompts, budget, stop_at_marker=fmt.trace)):
+                completions[i] = decode(ids)
+    predicted = [fmt.parse(c, p.op) for c, p in zip(completions, problems)]
+    correct = [value is not None and value == p.answer for value, p in zip(predicted, problems)]
+    return ArithmeticEval(list(problems), completions, predicted, correct)
