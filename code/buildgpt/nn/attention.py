@@ -17,19 +17,19 @@ import torch.nn.functional as F
 from .dropout import Dropout
 
 
-def causal_mask(t_query: int, t_key: int, device=None) -> torch.Tensor:
-    """True where query i may attend to key j. Queries are the last `t_query` of `t_key` positions.
+def causal_mask(T: int, device=None) -> torch.Tensor:
+    """(T, T), True where position i may attend to position j: j <= i, the past and itself.
 
-    Example: `causal_mask(3, 3)` is the lower triangle of a 3x3 matrix of True.
+    Example: `causal_mask(3)` is the lower triangle of a 3x3 matrix of True.
     """
-    return torch.ones(t_query, t_key, dtype=torch.bool, device=device).tril(diagonal=t_key - t_query)
+    return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 
 def attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """softmax(q kᵀ / sqrt(d)), each query blind to later keys: (..., T, T), rows summing to 1."""
     T = q.size(-2)
     scores = q @ k.transpose(-2, -1) / math.sqrt(k.size(-1))  # (..., T, T)
-    scores = scores.masked_fill(~causal_mask(T, T, q.device), float("-inf"))  # no peeking ahead
+    scores = scores.masked_fill(~causal_mask(T, q.device), float("-inf"))  # no peeking ahead
     return F.softmax(scores, dim=-1)
 
 

@@ -17,13 +17,21 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .attention import causal_mask
 from .batched_attention import BatchedSelfAttention
 from .dropout import dropout as drop
 from .norms import RMSNorm
 from .positions import alibi_bias, apply_rope, rope_angles
 
 ATTENTION_POSITIONS = (None, "rope", "alibi")
+
+
+def causal_mask(t_query: int, t_key: int, device=None) -> torch.Tensor:
+    """True where query i may attend to key j, when the queries are the last `t_query` of `t_key`
+    positions (the rest are in a KV cache): chapter 2's lower triangle, shifted right.
+
+    Example: `causal_mask(1, 4)` is one row of four True: the newest position sees every key.
+    """
+    return torch.ones(t_query, t_key, dtype=torch.bool, device=device).tril(diagonal=t_key - t_query)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None,
