@@ -19,7 +19,9 @@ from buildgpt.data.arithmetic import (
     sample_problems,
 )
 from buildgpt.infer.arithmetic import (
+    ArithmeticEval,
     arithmetic_tokenizer,
+    digit_accuracy_by_carries,
     evaluate_problems,
     greedy_decode,
     greedy_reference,
@@ -118,3 +120,11 @@ def test_a_tiny_gpt_learns_one_digit_addition():
     trained = [Problem(a, "+", b) for a in range(10) for b in range(10) if Problem(a, "+", b) not in held_out]
     assert evaluate_problems(model, trained, fmt).accuracy > 0.6
     assert evaluate_problems(model, held_out, fmt).accuracy > 0.15  # chance is about 1 in 19 per digit
+
+
+def test_digit_accuracy_by_carries_counts_each_digit_among_problems_with_that_many_carries():
+    problems = [Problem(1, "+", 2), Problem(5, "+", 5), Problem(9, "+", 9)]  # carries: 0, 1, 1
+    result = ArithmeticEval(problems, ["", "", ""], [3, 11, 18], [True, False, True])  # 5+5 read as 11
+    table = digit_accuracy_by_carries(result, 1)
+    assert table[0] == [1.0, 1.0]
+    assert table[1] == [0.5, 1.0]  # units wrong once in two; tens right both times

@@ -13,7 +13,18 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.arithmetic import MARKER, NEWLINE, STOI, VOCAB, ArithmeticFormat, Problem, decode, encode
+from ..data.arithmetic import (
+    MARKER,
+    NEWLINE,
+    STOI,
+    VOCAB,
+    ArithmeticFormat,
+    Problem,
+    count_carries,
+    decode,
+    digit_correct,
+    encode,
+)
 from ..nn.model import GPT
 from ..tokenizers.chars import CharTokenizer
 from .kv_cache import KVCache, forward_cached
@@ -130,3 +141,20 @@ def evaluate_problems(model: GPT, problems: list[Problem], fmt: ArithmeticFormat
     predicted = [fmt.parse(c, p.op) for c, p in zip(completions, problems)]
     correct = [value is not None and value == p.answer for value, p in zip(predicted, problems)]
     return ArithmeticEval(list(problems), completions, predicted, correct)
+
+
+def digit_accuracy_by_carries(result: ArithmeticEval, digits: int) -> list[list[float]]:
+    """For additions: accuracy of each digit of the sum (columns: units first, `digits` + 1 of them),
+    among the problems with 0, 1, ... `digits` carries (rows). NaN where no problem has that many.
+
+    Example: `digit_accuracy_by_carries(evaluate_problems(model, test, fmt), 3)[2][1]` is how often
+    the tens digit is right when the addition carries twice.
+    """
+    totals = [[0] * (digits + 1) for _ in range(digits + 1)]
+    counts = [0] * (digits + 1)
+    for p, value in zip(result.problems, result.predicted):
+        carries = count_carries(p.a, p.b)
+        counts[carries] += 1
+        for position, ok in enumerate(digit_correct(value, p.answer, digits + 1)):
+            totals[carries][position] += ok
+    return [[total / counts[c] if counts[c] else float("nan") for total in row] for c, row in enumerate(totals)]

@@ -125,6 +125,21 @@ class BitsPerByteSettings:
         return {"lm": self.run}
 
 
+@dataclass(frozen=True)
+class AdditionSettings:
+    """Exercise 2: a GPT that adds. `model.block_size` must hold the longest problem text."""
+
+    model: GPTConfig
+    train: TrainConfig
+    digits: int  # operands of up to this many digits, zero-padded to it
+    n_test: int  # held-out problems, never seen in training
+    n_curve: int  # held-out problems scored at each evaluation, for the accuracy curves
+    min_accuracy: float | None  # the chapter asserts the reversed, masked model reaches this (None: no claim)
+
+    def runs(self) -> dict[str, TrainingRun]:
+        return {"adder": TrainingRun(self.model, self.train)}
+
+
 # ---------------------------------------------------------------- the table
 
 _smoke_study = StudySettings(replace(SMOKE_MODEL, block_size=16),
@@ -178,6 +193,27 @@ SETTINGS: dict[str, dict[str, object]] = {
         "smoke": GPTSettings(SMOKE_MODEL, SMOKE_SCHEDULE, max_val_loss=3.5),
         "cpu": GPTSettings(CPU_MODEL, CPU_SCHEDULE, max_val_loss=2.0),
         "gpu": GPTSettings(LECTURE_MODEL, NANOGPT_SCHEDULE, max_val_loss=1.50),
+    },
+    # Exercise 2: the same model and budget for each of the four formats (reversed or not, masked or not).
+    "addition": {
+        "smoke": AdditionSettings(GPTConfig(vocab_size=19, block_size=16, n_layer=1, n_head=2, n_embd=32, dropout=0.0,
+                                            mlp="gelu"),
+                                  TrainConfig(max_iters=40, eval_interval=20, eval_iters=2, batch_size=64,
+                                              learning_rate=3e-3, warmup_iters=10, decay_lr=True, grad_clip=1.0),
+                                  digits=3, n_test=200, n_curve=100, min_accuracy=None),
+        "cpu": AdditionSettings(GPTConfig(vocab_size=19, block_size=16, n_layer=2, n_head=4, n_embd=64, dropout=0.0,
+                                          mlp="gelu"),
+                                TrainConfig(max_iters=600, eval_interval=50, eval_iters=2, batch_size=128,
+                                            learning_rate=3e-3, warmup_iters=50, decay_lr=True, min_lr=3e-4,
+                                            grad_clip=1.0),
+                                digits=3, n_test=2000, n_curve=500, min_accuracy=0.995),
+        # Unmeasured until a GPU run: ten-digit operands, a wider model, more steps.
+        "gpu": AdditionSettings(GPTConfig(vocab_size=19, block_size=40, n_layer=4, n_head=8, n_embd=256, dropout=0.0,
+                                          mlp="gelu"),
+                                TrainConfig(max_iters=5000, eval_interval=250, eval_iters=5, batch_size=512,
+                                            learning_rate=1e-3, warmup_iters=200, decay_lr=True, min_lr=1e-4,
+                                            grad_clip=1.0),
+                                digits=10, n_test=10000, n_curve=2000, min_accuracy=0.995),
     },
     # The BPE tokenizer chapter.
     "tokenizer": {
