@@ -14,15 +14,14 @@ from buildgpt.data.arithmetic import (
     ArithmeticBatches,
     ArithmeticFormat,
     Problem,
-    count_carries,
     decode,
-    digit_correct,
     encode,
     held_out_problems,
     parse_prompt,
     sample_problems,
     shared_problems,
 )
+from buildgpt.data.arithmetic_steps import count_carries, digit_correct
 from buildgpt.nn.loss import IGNORE_INDEX as NN_IGNORE_INDEX
 
 operand = st.integers(0, 10**6 - 1)
@@ -244,3 +243,14 @@ def test_unknown_split_and_bad_problems():
         ArithmeticFormat(width=2).prompt(Problem(123, "+", 4))
     with pytest.raises(ValueError):
         ArithmeticFormat().prompt(Problem(-1, "+", 4))
+
+
+def test_reversed_operands_put_the_units_first():
+    fmt = ArithmeticFormat(reverse=True, reverse_operands=True)
+    assert fmt.text(Problem(57, "+", 968)) == "75+869=5201\n"
+    assert ArithmeticFormat(width=4, reverse_operands=True).prompt(Problem(12, "+", 345)) == "2100+5430="
+
+
+def test_batches_without_held_out_problems_say_what_to_pass():
+    with pytest.raises(ValueError, match="held-out problems"):
+        ArithmeticBatches(ArithmeticFormat(), 3, [])

@@ -5,15 +5,17 @@ this list (tests/test_layering.py enforces it), so an early chapter's code never
 later one's:
 
 - `utils`: atomic files, progress bars, timing, `show_source` (the book's listings);
-- `data`: the dataset registry (`registry`, offline first), splits and batches (`batches`);
+- `data`: the dataset registry (`registry`, offline first), splits and batches (`batches`),
+  arithmetic problems as text (`arithmetic`, `arithmetic_steps`, exercise 2);
 - `tokenizers`: characters (`chars`, chapter 1) and byte-pair encoding (chapter 5: `textbook`,
   `fast`, `base`, `basic`, `regex`, `gpt4`);
 - `nn`: the model and its parts: `loss`, `bigram` (chapter 1); `attention` (chapter 2, plain);
   `dropout`, `norms`, `model` (chapter 3); `batched_attention` (exercise 1); `positions`
-  (chapter 4); `causal_attention` (the fast and general attention the GPT runs);
+  (chapter 4); `causal_attention` (the fast and general attention the GPT runs); `abacus` (exercise 2);
 - `train`: `objectives` (batch sources, loss functions), `loop` (the one training loop),
   `evaluate` (losses; bits per byte, chapter 6), `checkpoint`, `experiments` (controlled comparisons);
-- `infer`: `sampling`, `kv_cache`, `generate`, `half_weights`, `load` (a model from a checkpoint);
+- `infer`: `sampling`, `kv_cache`, `generate`, `half_weights`, `load` (a model from a checkpoint),
+  `arithmetic` (batched exact-match grading, exercise 2);
 - `settings`: `profiles` (smoke / cpu / gpu) and `chapters` (each chapter's run sizes, from presets);
 - `viz`: the interactive figures (`figures`, `tokens`);
 - `cli`: `buildgpt train | sample`.

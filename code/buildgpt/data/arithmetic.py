@@ -35,6 +35,8 @@ from typing import NamedTuple
 
 import torch
 
+from .arithmetic_steps import borrows, carries, division_steps, multiplication_steps
+
 VOCAB = "_0123456789+-*/=,>\n"  # "_" pads a batch; "\n" ends the answer; ">" starts a traced answer line
 PAD, NEWLINE, MARKER = "_", "\n", ">"
 STOI = {c: i for i, c in enumerate(VOCAB)}
@@ -72,50 +74,6 @@ def number(n: int, reverse: bool, pad: int = 0) -> str:
     return "-" * (n < 0) + (digits[::-1] if reverse else digits)
 
 
-def count_carries(a: int, b: int) -> int:
-    """How many columns of a + b carry into the next one. Example: `count_carries(57, 68)` gives 2."""
-    return sum(carries(a, b, columns=max(len(str(a)), len(str(b)))))
-
-
-def carries(a: int, b: int, columns: int) -> list[int]:
-    """The carry out of each column of a + b, least significant first. Example: `carries(57, 68, 2)` gives [1, 1]."""
-    out, carry = [], 0
-    for i in range(columns):
-        carry = (a // 10**i % 10 + b // 10**i % 10 + carry) // 10
-        out.append(carry)
-    return out
-
-
-def borrows(a: int, b: int, columns: int) -> list[int]:
-    """The borrow of each column of a - b (a >= b), least significant first. Example: `borrows(52, 18, 2)` gives [1, 0]."""
-    out, borrow = [], 0
-    for i in range(columns):
-        borrow = int(a // 10**i % 10 - borrow < b // 10**i % 10)
-        out.append(borrow)
-    return out
-
-
-def multiplication_steps(a: int, b: int, columns: int) -> list[tuple[int, int]]:
-    """(partial product, running sum) per digit of b. Example: `multiplication_steps(12, 5, 1)` gives [(60, 60)]."""
-    steps, total = [], 0
-    for i in range(columns):
-        partial = a * (b // 10**i % 10) * 10**i
-        total += partial
-        steps.append((partial, total))
-    return steps
-
-
-def division_steps(a: int, b: int, columns: int) -> list[tuple[int, int, int, int]]:
-    """Long division, one step per digit of a (most significant first): (brought down, quotient digit,
-    its product with b, remainder). Example: `division_steps(123, 5, 3)[1]` gives (12, 2, 10, 2)."""
-    steps, remainder = [], 0
-    for i in reversed(range(columns)):
-        current = remainder * 10 + a // 10**i % 10
-        q, remainder = divmod(current, b)
-        steps.append((current, q, q * b, remainder))
-    return steps
-
-
 _NUMBER = re.compile(r"-?[0-9]+")
 _PROMPT = re.compile(r"([0-9]+)([-+*/])([0-9]+)=")
 
@@ -130,6 +88,7 @@ class ArithmeticFormat:
     reverse: bool = True  # numbers after the "=" least significant digit first
     width: int | None = None  # zero-pad operands to this many digits (a sum to width + 1)
     trace: bool = False  # write the working before the answer line
+    reverse_operands: bool = False  # the operands too, units first: digit i of every number is the 10^i column
 
     def prompt(self, p: Problem) -> str:
         """Everything up to and including "=", what the model is given. Example: "012+345=" (width 3)."""
@@ -137,7 +96,8 @@ class ArithmeticFormat:
             raise ValueError(f"a problem is a op b with a, b >= 0 and op in {OPS}, got {p}")
         if self.width is not None and max(len(str(p.a)), len(str(p.b))) > self.width:
             raise ValueError(f"{p} has an operand longer than width={self.width}")
-        return f"{p.a:0{self.width or 0}d}{p.op}{p.b:0{self.width or 0}d}="
+        a, b = (number(n, self.reverse_operands, self.width or 0) for n in (p.a, p.b))
+        return f"{a}{p.op}{b}="
 
     def answer(self, p: Problem) -> str:
         """The answer as written, without the newline. Example: "-531" for 52-187 reversed."""
@@ -210,14 +170,6 @@ def parse_prompt(text: str) -> Problem | None:
     return Problem(int(match[1]), match[2], int(match[3])) if match else None
 
 
-def digit_correct(predicted: int | None, expected: int, n_digits: int) -> list[bool]:
-    """Per digit position (units first): is the predicted digit right? Example: `digit_correct(367, 357, 3)`
-    gives [True, False, True]; None gives all False."""
-    if predicted is None:
-        return [False] * n_digits
-    return [abs(predicted) // 10**i % 10 == abs(expected) // 10**i % 10 for i in range(n_digits)]
-
-
 def sample_problems(n: int, digits: int, ops: tuple[str, ...] = ("+",), generator: torch.Generator | None = None,
                     min_digits: int = 1, exclude: set[Problem] | frozenset = frozenset()) -> list[Problem]:
     """`n` random problems, none in `exclude`, none dividing by zero.
@@ -274,6 +226,9 @@ class ArithmeticBatches:
     def __init__(self, fmt: ArithmeticFormat, digits: int, held_out: list[Problem], ops: tuple[str, ...] = ("+",),
                  mask: bool = True):
         self.fmt, self.digits, self.ops, self.mask = fmt, digits, ops, mask
+        if not held_out:
+            raise ValueError("the held-out problems are the validation split; pass at least one "
+                             "(e.g. held_out_problems(1000, digits, ops))")
         self.held_out, self.excluded = list(held_out), frozenset(held_out)
         self.length = fmt.max_length(ops, digits) - 1  # x is the text without its last character
 

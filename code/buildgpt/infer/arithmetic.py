@@ -20,14 +20,13 @@ from ..data.arithmetic import (
     VOCAB,
     ArithmeticFormat,
     Problem,
-    count_carries,
     decode,
-    digit_correct,
     encode,
 )
+from ..data.arithmetic_steps import count_carries, digit_correct
 from ..nn.model import GPT
 from ..tokenizers.chars import CharTokenizer
-from .kv_cache import KVCache, forward_cached
+from .kv_cache import KVCache, forward_cached, supports_cache
 
 
 def arithmetic_tokenizer() -> CharTokenizer:
@@ -42,7 +41,8 @@ def greedy_decode(model: GPT, prompts: torch.Tensor, max_new_tokens: int, stop_a
     """The greedy completion of each prompt (B, T), up to and including its ending newline.
 
     All prompts have one length, so they run as one batch: the prompts once, then one position
-    per step through the KV cache. Decoding stops at `max_new_tokens` or once every row has
+    per step through the KV cache (a model that cannot use the cache reruns the whole text each
+    step, still as one batch). Decoding stops at `max_new_tokens` or once every row has
     ended: at its first newline, or with `stop_at_marker` (traces) at the first newline after ">".
     Example: `greedy_decode(model, torch.tensor([encode("012+345=")]), 5)` gives [[ids of "7530\\n"]].
     """
@@ -52,6 +52,7 @@ def greedy_decode(model: GPT, prompts: torch.Tensor, max_new_tokens: int, stop_a
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    use_cache = supports_cache(model)
     caches = [KVCache() for _ in model.blocks]
     newline, marker = STOI[NEWLINE], STOI[MARKER]
     ended = torch.zeros(prompts.size(0), dtype=torch.bool, device=device)
@@ -60,7 +61,10 @@ def greedy_decode(model: GPT, prompts: torch.Tensor, max_new_tokens: int, stop_a
     tokens, idx = [], prompts.to(device)
     try:
         for step in range(max_new_tokens):
-            next_id = forward_cached(model, idx, caches)[:, -1, :].argmax(dim=-1)  # (B,)
+            if use_cache:
+                next_id = forward_cached(model, idx, caches)[:, -1, :].argmax(dim=-1)  # (B,)
+            else:
+                next_id = model(torch.cat([prompts.to(device), *(t[:, None] for t in tokens)], dim=1))[0][:, -1].argmax(-1)
             tokens.append(next_id)
             answering |= next_id == marker
             stops = ~ended & answering & (next_id == newline)

@@ -49,8 +49,10 @@ class KVCache:
 
 
 def supports_cache(model: GPT) -> bool:
-    """The per-head attention of chapter 3 keeps no cache; the batched and fused paths do."""
-    return model.config.attention != "per_head"
+    """Whether `forward_cached` computes what `model(idx)` does: a GPT whose forward is `GPT.forward`
+    (not a variant with its own, such as Abacus), with batched or fused attention (the per-head
+    attention of chapter 3 keeps no cache)."""
+    return type(model).forward is GPT.forward and model.config.attention != "per_head"
 
 
 def forward_cached(model: GPT, idx: torch.Tensor, caches: list[KVCache]) -> torch.Tensor:

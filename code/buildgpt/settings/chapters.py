@@ -135,9 +135,13 @@ class AdditionSettings:
     n_test: int  # held-out problems, never seen in training
     n_curve: int  # held-out problems scored at each evaluation, for the accuracy curves
     min_accuracy: float | None  # the chapter asserts the reversed, masked model reaches this (None: no claim)
+    # Length generalisation: train on operands of up to `length_digits` digits, test up to twice that.
+    lengths: TrainingRun  # its model's block_size holds a problem of twice `length_digits`
+    length_digits: int
+    n_length_test: int  # problems per tested length
 
     def runs(self) -> dict[str, TrainingRun]:
-        return {"adder": TrainingRun(self.model, self.train)}
+        return {"adder": TrainingRun(self.model, self.train), "lengths": self.lengths}
 
 
 # ---------------------------------------------------------------- the table
@@ -200,20 +204,37 @@ SETTINGS: dict[str, dict[str, object]] = {
                                             mlp="gelu"),
                                   TrainConfig(max_iters=40, eval_interval=20, eval_iters=2, batch_size=64,
                                               learning_rate=3e-3, warmup_iters=10, decay_lr=True, grad_clip=1.0),
-                                  digits=3, n_test=200, n_curve=100, min_accuracy=None),
+                                  digits=3, n_test=200, n_curve=100, min_accuracy=None,
+                                  lengths=TrainingRun(GPTConfig(vocab_size=19, block_size=16, n_layer=1, n_head=2,
+                                                                n_embd=32, dropout=0.0, mlp="gelu"),
+                                                      TrainConfig(max_iters=30, eval_interval=30, eval_iters=1,
+                                                                  batch_size=64, learning_rate=3e-3)),
+                                  length_digits=2, n_length_test=50),
         "cpu": AdditionSettings(GPTConfig(vocab_size=19, block_size=16, n_layer=2, n_head=4, n_embd=64, dropout=0.0,
                                           mlp="gelu"),
                                 TrainConfig(max_iters=600, eval_interval=50, eval_iters=2, batch_size=128,
                                             learning_rate=3e-3, warmup_iters=50, decay_lr=True, min_lr=3e-4,
                                             grad_clip=1.0),
-                                digits=3, n_test=2000, n_curve=500, min_accuracy=0.995),
+                                digits=3, n_test=2000, n_curve=500, min_accuracy=0.995,
+                                lengths=TrainingRun(GPTConfig(vocab_size=19, block_size=24, n_layer=2, n_head=4,
+                                                              n_embd=64, dropout=0.0, mlp="gelu"),
+                                                    TrainConfig(max_iters=1200, eval_interval=1200, eval_iters=1,
+                                                                batch_size=128, learning_rate=3e-3, warmup_iters=50,
+                                                                decay_lr=True, min_lr=3e-4, grad_clip=1.0)),
+                                length_digits=3, n_length_test=500),
         # Unmeasured until a GPU run: ten-digit operands, a wider model, more steps.
         "gpu": AdditionSettings(GPTConfig(vocab_size=19, block_size=40, n_layer=4, n_head=8, n_embd=256, dropout=0.0,
                                           mlp="gelu"),
                                 TrainConfig(max_iters=5000, eval_interval=250, eval_iters=5, batch_size=512,
                                             learning_rate=1e-3, warmup_iters=200, decay_lr=True, min_lr=1e-4,
                                             grad_clip=1.0),
-                                digits=10, n_test=10000, n_curve=2000, min_accuracy=0.995),
+                                digits=10, n_test=10000, n_curve=2000, min_accuracy=0.995,
+                                lengths=TrainingRun(GPTConfig(vocab_size=19, block_size=64, n_layer=4, n_head=8,
+                                                              n_embd=256, dropout=0.0, mlp="gelu"),
+                                                    TrainConfig(max_iters=5000, eval_interval=5000, eval_iters=1,
+                                                                batch_size=512, learning_rate=1e-3, warmup_iters=200,
+                                                                decay_lr=True, min_lr=1e-4, grad_clip=1.0)),
+                                length_digits=10, n_length_test=1000),
     },
     # The BPE tokenizer chapter.
     "tokenizer": {

@@ -1,0 +1,66 @@
+"""Abacus embeddings: digit indices within each number, a causal model, and the uncached decoding path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from buildgpt.data import arithmetic
+from buildgpt.infer.arithmetic import greedy_decode, greedy_reference
+from buildgpt.infer.kv_cache import supports_cache
+from buildgpt.nn.abacus import AbacusGPT, digit_indices
+from buildgpt.nn.model import GPTConfig
+
+DIGITS = [arithmetic.STOI[c] for c in "0123456789"]
+
+
+def tiny(max_offset: int = 3) -> AbacusGPT:
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=len(arithmetic.VOCAB), block_size=24, n_layer=1, n_head=2, n_embd=16, dropout=0.0,
+                       position="none")
+    return AbacusGPT(config, DIGITS, max_digits=8, max_offset=max_offset)
+
+
+def test_digit_indices_count_within_each_number():
+    ids = torch.tensor([arithmetic.encode("12+345=7530")])
+    is_digit = torch.isin(ids, torch.tensor(DIGITS))
+    assert digit_indices(is_digit).tolist() == [[1, 2, 0, 1, 2, 3, 0, 1, 2, 3, 4]]
+
+
+def test_offsets_only_in_training_and_only_on_digits():
+    model = tiny()
+    ids = torch.tensor([arithmetic.encode("12+345=")] * 64)
+    model.eval()
+    assert torch.equal(model.abacus(ids), model.abacus(ids))  # no randomness in eval
+    model.train()
+    torch.manual_seed(1)
+    shifted = model.abacus(ids)
+    plus = arithmetic.encode("12+345=").index(arithmetic.STOI["+"])
+    assert torch.equal(shifted[:, plus], model.abacus.table.weight[0].expand(64, -1))  # non-digits: row 0
+    assert len({tuple(row[0].tolist()) for row in shifted}) > 1  # sequences drew different offsets
+
+
+def test_abacus_gpt_is_causal_and_has_no_kv_cache_path():
+    model = tiny().eval()
+    ids = torch.tensor([arithmetic.encode("12+345=753")])
+    changed = ids.clone()
+    changed[0, -1] = arithmetic.STOI["9"]
+    assert torch.equal(model(ids)[0][:, :-1], model(changed)[0][:, :-1])
+    assert not supports_cache(model)  # its forward is its own: the cached path would skip the Abacus
+
+
+def test_batched_greedy_decode_of_an_abacus_model_equals_the_reference():
+    model = tiny().eval()
+    prompts = ["12+345=", "99+999=", "1+2=000"][:2]
+    batch = torch.tensor([arithmetic.encode(p) for p in prompts])
+    ours = greedy_decode(model, batch, 6)
+    for prompt, row in zip(prompts, ours):
+        assert row == greedy_reference(model, arithmetic.encode(prompt), 6)
+
+
+def test_errors_say_what_to_change():
+    with pytest.raises(ValueError, match="position='none'"):
+        AbacusGPT(GPTConfig(vocab_size=19, block_size=8, n_layer=1, n_head=1, n_embd=8), DIGITS, 4, 0)
+    model = tiny(max_offset=0).eval()
+    with pytest.raises(ValueError, match="longer than the Abacus table"):
+        model(torch.tensor([arithmetic.encode("123456789+1=")]))
