@@ -144,6 +144,20 @@ class AdditionSettings:
         return {"adder": TrainingRun(self.model, self.train), "lengths": self.lengths}
 
 
+@dataclass(frozen=True)
+class CalculatorSettings:
+    """Exercise 2's calculator: + - * / on integers, the working written before the answer."""
+
+    run: TrainingRun  # `run.model.block_size` must hold the longest traced problem
+    digits: int  # operands of up to this many digits
+    trace: bool  # write the working (carries, borrows, partial products, long division) first
+    n_test: int  # held-out problems, all operations together
+    min_accuracy: float | None  # per operation, asserted by the chapter (None: no claim)
+
+    def runs(self) -> dict[str, TrainingRun]:
+        return {"calculator": self.run}
+
+
 # ---------------------------------------------------------------- the table
 
 _smoke_study = StudySettings(replace(SMOKE_MODEL, block_size=16),
@@ -235,6 +249,26 @@ SETTINGS: dict[str, dict[str, object]] = {
                                                                 batch_size=512, learning_rate=1e-3, warmup_iters=200,
                                                                 decay_lr=True, min_lr=1e-4, grad_clip=1.0)),
                                 length_digits=10, n_length_test=1000),
+    },
+    # Exercise 2's calculator (and `buildgpt train calculator`). The cpu recipe is provisional.
+    "calculator": {
+        "smoke": CalculatorSettings(TrainingRun(GPTConfig(vocab_size=19, block_size=40, n_layer=1, n_head=2, n_embd=32,
+                                                          dropout=0.0, mlp="gelu"),
+                                                TrainConfig(max_iters=30, eval_interval=15, eval_iters=1, batch_size=32,
+                                                            learning_rate=3e-3)),
+                                    digits=2, trace=True, n_test=200, min_accuracy=None),
+        "cpu": CalculatorSettings(TrainingRun(GPTConfig(vocab_size=19, block_size=40, n_layer=2, n_head=4, n_embd=128,
+                                                        dropout=0.0, mlp="gelu"),
+                                              TrainConfig(max_iters=1500, eval_interval=250, eval_iters=2,
+                                                          batch_size=128, learning_rate=3e-3, warmup_iters=50,
+                                                          decay_lr=True, min_lr=3e-4, grad_clip=1.0)),
+                                  digits=2, trace=True, n_test=2000, min_accuracy=None),
+        "gpu": CalculatorSettings(TrainingRun(GPTConfig(vocab_size=19, block_size=160, n_layer=4, n_head=8,
+                                                        n_embd=256, dropout=0.0, mlp="gelu"),
+                                              TrainConfig(max_iters=6000, eval_interval=500, eval_iters=5,
+                                                          batch_size=512, learning_rate=1e-3, warmup_iters=200,
+                                                          decay_lr=True, min_lr=1e-4, grad_clip=1.0)),
+                                  digits=4, trace=True, n_test=8000, min_accuracy=0.99),
     },
     # The BPE tokenizer chapter.
     "tokenizer": {
