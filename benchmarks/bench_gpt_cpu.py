@@ -120,7 +120,7 @@ def lecture_model(attention: str, dropout: float = 0.2):
     from dataclasses import replace
 
     from buildgpt.nn.model import GPT
-    from buildgpt.settings.chapters import LECTURE_MODEL
+    from buildgpt.settings.presets import LECTURE_MODEL
 
     torch.manual_seed(0)
     return GPT(replace(LECTURE_MODEL, dropout=dropout, attention=attention))

@@ -1,8 +1,8 @@
 """What each chapter runs under each profile: one small typed settings object per chapter.
 
-Sizes are built from named presets, each defined once: the lecture's GPT (`LECTURE_MODEL`),
-nanoGPT's shakespeare-char schedule (`NANOGPT_SCHEDULE`), and the small models the `cpu` and
-`smoke` profiles can afford. A model's `block_size` is its context window and the length of its
+Sizes are built from the named presets of `presets.py`, each defined once: the lecture's GPT
+(`LECTURE_MODEL`), nanoGPT's shakespeare-char schedule (`NANOGPT_SCHEDULE`), and the small
+models the `cpu` and `smoke` profiles can afford. A model's `block_size` is its context window and the length of its
 training windows: it is stated once, in the model. `runs()` lists every training run a setting
 describes, so a test can take one step of each under every profile on any machine.
 """
@@ -13,26 +13,16 @@ from dataclasses import dataclass, replace
 
 from ..nn.model import GPTConfig
 from ..train.loop import TrainConfig
-
-# ---------------------------------------------------------------- presets, each defined once
-
-# "Let's build GPT": 6 layers, 6 heads, 384 wide, a 256-character context, dropout 0.2.
-LECTURE_MODEL = GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2, mlp="relu")
-# nanoGPT's config/train_shakespeare_char.py: AdamW, warmup then cosine decay to a tenth.
-NANOGPT_SCHEDULE = TrainConfig(max_iters=5000, eval_interval=250, eval_iters=200, batch_size=64, learning_rate=1e-3,
-                               warmup_iters=100, decay_lr=True, min_lr=1e-4, weight_decay=0.1, grad_clip=1.0)
-# The largest model a 2-core CPU trains in the book's budget (nanoGPT's CPU recipe, GELU, no dropout).
-CPU_MODEL = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, mlp="gelu")
-CPU_SCHEDULE = TrainConfig(max_iters=1200, eval_interval=100, eval_iters=20, batch_size=32, learning_rate=3e-3,
-                           warmup_iters=100, decay_lr=True, min_lr=3e-4, weight_decay=0.1, grad_clip=1.0)
-# Studies of many small runs on the CPU (chapter 4, exercise 4).
-CPU_STUDY_MODEL = replace(CPU_MODEL, n_layer=2, n_embd=64)
-CPU_STUDY_SCHEDULE = TrainConfig(max_iters=400, eval_interval=100, eval_iters=10, batch_size=32, learning_rate=6e-3,
-                                 warmup_iters=40, decay_lr=True, grad_clip=1.0)
-# Seconds, not results: every chapter executes end to end (the test suite).
-SMOKE_MODEL = GPTConfig(vocab_size=65, block_size=32, n_layer=1, n_head=2, n_embd=32, dropout=0.0, mlp="gelu")
-SMOKE_SCHEDULE = TrainConfig(max_iters=60, eval_interval=30, eval_iters=5, batch_size=16, learning_rate=3e-3,
-                             warmup_iters=10, decay_lr=True, grad_clip=1.0)
+from .presets import (
+    CPU_MODEL,
+    CPU_SCHEDULE,
+    CPU_STUDY_MODEL,
+    CPU_STUDY_SCHEDULE,
+    LECTURE_MODEL,
+    NANOGPT_SCHEDULE,
+    SMOKE_MODEL,
+    SMOKE_SCHEDULE,
+)
 
 
 @dataclass(frozen=True)
@@ -308,5 +298,3 @@ def all_settings() -> list[tuple[str, str, object]]:
     """(chapter, profile, settings) for every entry of the table."""
     return [(chapter, profile, s) for chapter, by_profile in SETTINGS.items() for profile, s in by_profile.items()]
 
-
-__all__ = ["SETTINGS", "settings_for", "all_settings", "TrainingRun", "LECTURE_MODEL", "NANOGPT_SCHEDULE"]
