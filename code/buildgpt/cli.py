@@ -2,6 +2,8 @@
 
     buildgpt train shakespeare-char                  # sizes follow BUILDGPT_PROFILE
     buildgpt sample checkpoints/shakespeare-char/best.safetensors --prompt "ROMEO:"
+    buildgpt train calculator                        # exercise 2: + - * / with the working shown
+    buildgpt calc checkpoints/calculator/best.safetensors "1234*56"   # no expression: one per line from stdin
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import replace
 import torch
 
 from .data import registry
+from .data.arithmetic import OPS, VOCAB, ArithmeticBatches, ArithmeticFormat, held_out_problems
 from .data.batches import TokenBatches, train_val_split
+from .infer.calculator import Calculator, CalculatorInputError, accuracy_by_operation, calculator_meta
 from .infer.generate import generate_stream
 from .infer.half_weights import with_half_weights
 from .infer.load import load_model
@@ -60,6 +64,52 @@ def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | 
     return 0
 
 
+def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None) -> int:
+    profile = profiles.current()
+    settings = profile.settings("calculator")
+    fmt = ArithmeticFormat(reverse=True, trace=settings.trace)
+    held_out = held_out_problems(settings.n_test, settings.digits, OPS, seed=0)
+    batches = ArithmeticBatches(fmt, settings.digits, held_out, OPS, mask=True)
+    if batches.length > settings.run.model.block_size:
+        raise ValueError(f"the longest problem has {batches.length} tokens; the model's block_size is "
+                         f"{settings.run.model.block_size}")
+    config = replace(settings.run.train, out_dir=out_dir or "checkpoints/calculator", resume=resume)
+    config = replace(config, **{k: v for k, v in (("max_iters", max_iters), ("seed", seed)) if v is not None})
+    torch.manual_seed(config.seed)  # the initial weights follow the run's seed
+    model = GPT(replace(settings.run.model, vocab_size=len(VOCAB)))
+    print(f"calculator: {model.num_params() / 1e6:.2f}M parameters, operands of up to {settings.digits} digits, "
+          f"{' '.join(OPS)}, seed {config.seed}, {profile.describe()}", file=sys.stderr)
+    try:
+        history = train(model, batches, config, profile.device, meta=calculator_meta(fmt, settings.digits, OPS))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last checkpoint in {config.out_dir} is intact: continue with --resume",
+              file=sys.stderr)
+        return 130
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    best = f"{config.out_dir}/best.safetensors"
+    calc = Calculator.from_checkpoint(best, profile.device)
+    scores = accuracy_by_operation(calc.model, held_out, calc.fmt)
+    print(f"best val loss {history.best_val:.4f} at step {history.best_step}; checkpoints in {config.out_dir}")
+    print(f"held-out exact match of {best}: " +
+          ", ".join(f"{op} {acc:.1%} ({n})" for op, (acc, n) in scores.items()))
+    return 0
+
+
+def calc(path: str, expression: str | None) -> int:
+    calculator = Calculator.from_checkpoint(path, "cuda" if torch.cuda.is_available() else "cpu")
+    if expression is not None:
+        calculator.solve(expression, sys.stdout, sys.stderr)
+        return 0
+    tty = sys.stdin.isatty()
+    if tty:
+        print(f"a calculator trained on {' '.join(calculator.ops)} with operands of up to {calculator.digits} digits; "
+              "one expression per line, 'quit' or Ctrl-D to end", file=sys.stderr)
+    calculator.interactive(sys.stdin, sys.stdout, sys.stderr, prompt="calc> " if tty else "")
+    return 0
+
+
 def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
            top_p: float | None, seed: int | None, use_cache: bool, half_weights: bool = True) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -87,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="buildgpt", description="Train a GPT and sample from it.")
     commands = parser.add_subparsers(dest="command", required=True)
     t = commands.add_parser("train", help="train a preset; sizes follow BUILDGPT_PROFILE")
-    t.add_argument("preset", choices=sorted(PRESETS))
+    t.add_argument("preset", choices=sorted([*PRESETS, "calculator"]))
     t.add_argument("--out-dir", help="where checkpoints go (default: checkpoints/PRESET)")
     t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.safetensors")
     t.add_argument("--max-iters", type=int, help="override the profile's number of steps")
@@ -103,13 +153,21 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--no-cache", action="store_true", help="recompute the whole context every step")
     s.add_argument("--full-precision", action="store_true",
                    help="keep float32 weights for the one-token steps (default: a float16 copy, faster)")
+    c = commands.add_parser("calc", help="a trained calculator: its working as it writes it, the answer, "
+                                         "checked against Python")
+    c.add_argument("checkpoint")
+    c.add_argument("expression", nargs="?", help='a op b, e.g. "1234*56"; without it, one expression per line from stdin')
     args = parser.parse_args(argv)
     try:
+        if args.command == "train" and args.preset == "calculator":
+            return train_calculator(args.out_dir, args.resume, args.max_iters, args.seed)
         if args.command == "train":
             return train_preset(args.preset, args.out_dir, args.resume, args.max_iters, args.seed)
+        if args.command == "calc":
+            return calc(args.checkpoint, args.expression)
         return sample(args.checkpoint, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
                       args.top_p, args.seed, not args.no_cache, not args.full_precision)
-    except (ValueError, checkpoint.CheckpointError, registry.DatasetError) as e:
+    except (ValueError, CalculatorInputError, checkpoint.CheckpointError, registry.DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
