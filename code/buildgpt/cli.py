@@ -26,9 +26,28 @@ from .settings import profiles
 from .tokenizers.chars import CharTokenizer
 from .train import checkpoint
 from .train.evaluate import split_loss
-from .train.loop import TrainingDiverged, train
+from .train.loop import History, TrainConfig, TrainingDiverged, train
 
 PRESETS = {"shakespeare-char": {"dataset": "tinyshakespeare", "settings": "gpt"}}
+
+
+def run_config(schedule: TrainConfig, out_dir: str, resume: bool, max_iters: int | None, seed: int | None) -> TrainConfig:
+    """The profile's schedule with the command line's choices: where checkpoints go, resume, steps, seed."""
+    config = replace(schedule, out_dir=out_dir, resume=resume)
+    return replace(config, **{k: v for k, v in (("max_iters", max_iters), ("seed", seed)) if v is not None})
+
+
+def train_or_exit_code(model: GPT, batches, config: TrainConfig, device: str, meta: dict) -> History | int:
+    """Train; on Ctrl-C or a diverging loss, say what was kept and return the exit code instead of a history."""
+    try:
+        return train(model, batches, config, device, meta=meta)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last checkpoint in {config.out_dir} is intact: continue with --resume",
+              file=sys.stderr)
+        return 130
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None) -> int:
@@ -39,25 +58,15 @@ def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | 
     tokenizer = CharTokenizer.from_text(text)
     tokens = torch.tensor(tokenizer.encode(text), dtype=torch.long)
     train_data, val_data = train_val_split(tokens)
-    config = replace(settings.train, out_dir=out_dir or f"checkpoints/{name}", resume=resume)
-    if max_iters is not None:
-        config = replace(config, max_iters=max_iters)
-    if seed is not None:
-        config = replace(config, seed=seed)
+    config = run_config(settings.train, out_dir or f"checkpoints/{name}", resume, max_iters, seed)
     torch.manual_seed(config.seed)  # the initial weights follow the run's seed, so a run repeats exactly
     model = GPT(replace(settings.model, vocab_size=tokenizer.vocab_size))
     print(f"{name}: {model.num_params() / 1e6:.2f}M parameters, seed {config.seed}, {profile.describe()}",
           file=sys.stderr)
-    try:
-        history = train(model, TokenBatches(train_data, val_data, model.config.block_size), config, profile.device,
-                        meta={"tokenizer": {"type": "char", "chars": tokenizer.chars}, "preset": name})
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; the last checkpoint in {config.out_dir} is intact: continue with --resume",
-              file=sys.stderr)
-        return 130
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    history = train_or_exit_code(model, TokenBatches(train_data, val_data, model.config.block_size), config,
+                                 profile.device, {"tokenizer": {"type": "char", "chars": tokenizer.chars}, "preset": name})
+    if isinstance(history, int):
+        return history
     full_val = split_loss(model, val_data, model.config.block_size, device=profile.device)
     print(f"best val loss {history.best_val:.4f} at step {history.best_step}; "
           f"final loss on the whole val split {full_val:.4f}; checkpoints in {config.out_dir}")
@@ -73,21 +82,14 @@ def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, s
     if batches.length > settings.run.model.block_size:
         raise ValueError(f"the longest problem has {batches.length} tokens; the model's block_size is "
                          f"{settings.run.model.block_size}")
-    config = replace(settings.run.train, out_dir=out_dir or "checkpoints/calculator", resume=resume)
-    config = replace(config, **{k: v for k, v in (("max_iters", max_iters), ("seed", seed)) if v is not None})
+    config = run_config(settings.run.train, out_dir or "checkpoints/calculator", resume, max_iters, seed)
     torch.manual_seed(config.seed)  # the initial weights follow the run's seed
     model = GPT(replace(settings.run.model, vocab_size=len(VOCAB)))
     print(f"calculator: {model.num_params() / 1e6:.2f}M parameters, operands of up to {settings.digits} digits, "
           f"{' '.join(OPS)}, seed {config.seed}, {profile.describe()}", file=sys.stderr)
-    try:
-        history = train(model, batches, config, profile.device, meta=calculator_meta(fmt, settings.digits, OPS))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; the last checkpoint in {config.out_dir} is intact: continue with --resume",
-              file=sys.stderr)
-        return 130
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    history = train_or_exit_code(model, batches, config, profile.device, calculator_meta(fmt, settings.digits, OPS))
+    if isinstance(history, int):
+        return history
     best = f"{config.out_dir}/best.safetensors"
     calc = Calculator.from_checkpoint(best, profile.device)
     scores = accuracy_by_operation(calc.model, held_out, calc.fmt)
