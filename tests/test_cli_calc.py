@@ -56,7 +56,7 @@ def test_train_writes_a_calculator_checkpoint_and_scores_each_operation(trained)
     ckpt = checkpoint.load(trained["ckpt"])
     settings = settings_for("calculator", "smoke")
     assert ckpt.meta["task"] == "calculator"
-    assert ckpt.meta["format"] == {"reverse": True, "width": None, "trace": settings.trace, "reverse_operands": False}
+    assert ckpt.meta["format"] == {"reverse": True, "width": settings.digits, "trace": settings.trace, "reverse_operands": False}
     assert ckpt.meta["digits"] == settings.digits and ckpt.meta["ops"] == list(OPS)
     assert ckpt.meta["train_config"]["max_iters"] == 30
     assert ckpt.model_config["vocab_size"] == len(VOCAB)
@@ -101,7 +101,7 @@ def test_a_forced_right_completion_prints_correct(trained, monkeypatch):
     monkeypatch.setattr(Calculator, "stream", lambda self, p: iter(self.fmt.completion(p)))
     out = io.StringIO()
     assert calc.solve("1 + 2", out).correct
-    assert out.getvalue() == "1+2=0\n>3\nanswer: 3\ncorrect\n"
+    assert out.getvalue() == "01+02=00\n>300\nanswer: 3\ncorrect\n"
 
 
 @pytest.mark.parametrize("text, problem", [("1234*56", Problem(1234, "*", 56)), (" 12 + 3 ", Problem(12, "+", 3)),
@@ -153,7 +153,7 @@ def test_interactive_mode_goes_on_after_blank_and_bad_lines(trained, capsys, mon
     rc, out, err = run(["calc", trained["ckpt"]], capsys, stdin, monkeypatch)
     assert rc == 0
     prompts = [line.split("=")[0] for line in out.splitlines() if "=" in line]
-    assert prompts == ["12+34", "9-4"]  # "quit" ended it before 1+1
+    assert prompts == ["12+34", "09-04"]  # "quit" ended it before 1+1
     assert out.count("answer: ") == 2
     errors = err.splitlines()
     assert len(errors) == 3 and all(e.startswith("error: ") for e in errors)
@@ -162,7 +162,7 @@ def test_interactive_mode_goes_on_after_blank_and_bad_lines(trained, capsys, mon
 
 def test_interactive_mode_ends_at_eof(trained, capsys, monkeypatch):
     rc, out, err = run(["calc", trained["ckpt"]], capsys, "1+1", monkeypatch)  # no final newline
-    assert rc == 0 and out.startswith("1+1=") and out.count("answer: ") == 1 and err == ""
+    assert rc == 0 and out.startswith("01+01=") and out.count("answer: ") == 1 and err == ""
 
 
 def test_a_checkpoint_that_is_not_a_calculator(tmp_path, capsys):

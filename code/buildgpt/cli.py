@@ -76,7 +76,7 @@ def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | 
 def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None) -> int:
     profile = profiles.current()
     settings = profile.settings("calculator")
-    fmt = ArithmeticFormat(reverse=True, trace=settings.trace)
+    fmt = ArithmeticFormat(reverse=True, width=settings.digits, trace=settings.trace)
     held_out = held_out_problems(settings.n_test, settings.digits, OPS, seed=0)
     batches = ArithmeticBatches(fmt, settings.digits, held_out, OPS, mask=True)
     if batches.length > settings.run.model.block_size:

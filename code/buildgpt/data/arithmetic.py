@@ -86,7 +86,7 @@ class ArithmeticFormat:
     """
 
     reverse: bool = True  # numbers after the "=" least significant digit first
-    width: int | None = None  # zero-pad operands to this many digits (a sum to width + 1)
+    width: int | None = None  # zero-pad operands to this many digits (a sum to width + 1); longer ones stay whole
     trace: bool = False  # write the working before the answer line
     reverse_operands: bool = False  # the operands too, units first: digit i of every number is the 10^i column
 
@@ -94,8 +94,6 @@ class ArithmeticFormat:
         """Everything up to and including "=", what the model is given. Example: "012+345=" (width 3)."""
         if p.a < 0 or p.b < 0 or p.op not in OPS:
             raise ValueError(f"a problem is a op b with a, b >= 0 and op in {OPS}, got {p}")
-        if self.width is not None and max(len(str(p.a)), len(str(p.b))) > self.width:
-            raise ValueError(f"{p} has an operand longer than width={self.width}")
         a, b = (number(n, self.reverse_operands, self.width or 0) for n in (p.a, p.b))
         return f"{a}{p.op}{b}="
 

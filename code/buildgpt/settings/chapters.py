@@ -240,7 +240,8 @@ SETTINGS: dict[str, dict[str, object]] = {
                                                                 decay_lr=True, min_lr=1e-4, grad_clip=1.0)),
                                 length_digits=10, n_length_test=1000),
     },
-    # Exercise 2's calculator (and `buildgpt train calculator`). The cpu recipe is provisional.
+    # Exercise 2's calculator (and `buildgpt train calculator`). No cpu bar yet: this budget falls short of
+    # the issue's 98% per operation (see the chapter's numbers); gpu is unmeasured.
     "calculator": {
         "smoke": CalculatorSettings(TrainingRun(GPTConfig(vocab_size=19, block_size=40, n_layer=1, n_head=2, n_embd=32,
                                                           dropout=0.0, mlp="gelu"),
@@ -249,8 +250,8 @@ SETTINGS: dict[str, dict[str, object]] = {
                                     digits=2, trace=True, n_test=200, min_accuracy=None),
         "cpu": CalculatorSettings(TrainingRun(GPTConfig(vocab_size=19, block_size=40, n_layer=2, n_head=4, n_embd=128,
                                                         dropout=0.0, mlp="gelu"),
-                                              TrainConfig(max_iters=1500, eval_interval=250, eval_iters=2,
-                                                          batch_size=128, learning_rate=3e-3, warmup_iters=50,
+                                              TrainConfig(max_iters=1000, eval_interval=500, eval_iters=2,
+                                                          batch_size=128, learning_rate=3e-3, warmup_iters=100,
                                                           decay_lr=True, min_lr=3e-4, grad_clip=1.0)),
                                   digits=2, trace=True, n_test=2000, min_accuracy=None),
         "gpu": CalculatorSettings(TrainingRun(GPTConfig(vocab_size=19, block_size=160, n_layer=4, n_head=8,
