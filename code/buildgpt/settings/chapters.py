@@ -240,8 +240,7 @@ SETTINGS: dict[str, dict[str, object]] = {
                                                                 decay_lr=True, min_lr=1e-4, grad_clip=1.0)),
                                 length_digits=10, n_length_test=1000),
     },
-    # Exercise 2's calculator (and `buildgpt train calculator`). No cpu bar yet: this budget falls short of
-    # the issue's 98% per operation (see the chapter's numbers); gpu is unmeasured.
+    # Exercise 2's calculator (and `buildgpt train calculator`); no cpu bar: this budget falls short of 98%.
     "calculator": {
         "smoke": CalculatorSettings(TrainingRun(GPTConfig(vocab_size=19, block_size=40, n_layer=1, n_head=2, n_embd=32,
                                                           dropout=0.0, mlp="gelu"),
