@@ -190,8 +190,10 @@ def test_held_out_is_deterministic_and_distinct():
     a, b = held_out_problems(500, 3, OPS, seed=3), held_out_problems(500, 3, OPS, seed=3)
     assert a == b and len(set(a)) == 500 and a != held_out_problems(500, 3, OPS, seed=4)
     assert all(p.b != 0 for p in a if p.op == "/")
-    with pytest.raises(ValueError, match="distinct"):
-        held_out_problems(101, 1)  # 1-digit addition has only 100 problems
+    with pytest.raises(ValueError, match="at most 20% of each cell"):
+        held_out_problems(21, 1)  # 1-digit addition has only 100 problems: a fifth is 20
+    with pytest.raises(ValueError, match="ask for fewer than 101"):
+        held_out_problems(101, 1, max_share=1.0)
 
 
 def test_sampled_operands_follow_the_digits():
@@ -202,7 +204,7 @@ def test_sampled_operands_follow_the_digits():
 
 def test_train_and_test_disjoint_on_the_batch_source():
     """1-digit addition has 100 problems; 30 are held out, so a leak would show within a few batches."""
-    held_out = held_out_problems(30, 1)
+    held_out = held_out_problems(30, 1, max_share=0.3)
     batches = ArithmeticBatches(ArithmeticFormat(width=1), 1, held_out)
     g = torch.Generator().manual_seed(0)
     seen_train, seen_val = set(), set()
@@ -253,3 +255,11 @@ def test_reversed_operands_put_the_units_first():
 def test_batches_without_held_out_problems_say_what_to_pass():
     with pytest.raises(ValueError, match="held-out problems"):
         ArithmeticBatches(ArithmeticFormat(), 3, [])
+
+
+def test_held_out_problems_leave_most_of_every_small_cell_to_training():
+    held_out = held_out_problems(2000, 2, OPS, seed=0)
+    one_digit = [p for p in held_out if p.a < 10 and p.b < 10]
+    for op in OPS:  # a hundred one-digit problems per operation (ninety for division): a fifth at most
+        assert sum(p.op == op for p in one_digit) <= 20
+    assert len(set(held_out)) == 2000

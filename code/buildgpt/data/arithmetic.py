@@ -196,15 +196,30 @@ def _operands(n: int, digits: int, min_digits: int, generator: torch.Generator |
     return (low + (u * (10**length - low)).long()).tolist()
 
 
-def held_out_problems(n: int, digits: int, ops: tuple[str, ...] = ("+",), seed: int = 0, min_digits: int = 1) -> list[Problem]:
-    """`n` distinct problems drawn with `seed`, the test set. Example: `held_out_problems(2000, 3)`, always the same."""
-    generator, seen = torch.Generator().manual_seed(seed), {}
+def held_out_problems(n: int, digits: int, ops: tuple[str, ...] = ("+",), seed: int = 0, min_digits: int = 1,
+                      max_share: float = 0.2) -> list[Problem]:
+    """`n` distinct problems drawn with `seed`, the test set. Example: `held_out_problems(2000, 3)`, always the same.
+
+    At most `max_share` of any cell (one operation, one length of each operand) is held out, so
+    small cells such as one-digit additions (a hundred problems) stay mostly in training.
+    """
+    generator, seen, per_cell = torch.Generator().manual_seed(seed), {}, {}
     for _ in range(1000):
         for p in sample_problems(n, digits, ops, generator, min_digits):
-            seen.setdefault(p, None)  # a dict keeps the order they were drawn in
+            cell = (p.op, len(str(p.a)), len(str(p.b)))
+            if p not in seen and per_cell.get(cell, 0) < max(1, max_share * _cell_size(*cell)):
+                seen[p] = None  # a dict keeps the order they were drawn in
+                per_cell[cell] = per_cell.get(cell, 0) + 1
         if len(seen) >= n:
             return list(seen)[:n]
-    raise ValueError(f"only {len(seen)} distinct problems of up to {digits} digits; ask for fewer than {n}")
+    raise ValueError(f"only {len(seen)} problems of up to {digits} digits can be held out "
+                     f"(at most {max_share:.0%} of each cell); ask for fewer than {n}")
+
+
+def _cell_size(op: str, len_a: int, len_b: int) -> int:
+    def count(length: int) -> int:  # numbers with exactly this many digits
+        return 10 if length == 1 else 9 * 10 ** (length - 1)
+    return count(len_a) * (count(len_b) - (op == "/" and len_b == 1))  # no division by zero
 
 
 def shared_problems(problems, held_out) -> set[Problem]:
