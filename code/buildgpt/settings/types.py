@@ -1,0 +1,132 @@
+"""The settings types: one small frozen dataclass per chapter, saying how large each of its runs is.
+
+`runs()` lists every training run a setting describes, so a test can take one step of each under
+every profile on any machine. The values live in the table of `chapters.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..nn.model import GPTConfig
+from ..train.loop import TrainConfig
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """One model trained with one schedule (`model.vocab_size` is replaced by the data's)."""
+
+    model: GPTConfig
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class BigramSettings:
+    block_size: int  # training windows, in characters (the bigram reads one)
+    train: TrainConfig
+    max_val_loss: float  # the chapter asserts its val loss ends below this
+
+    def runs(self) -> dict[str, TrainingRun]:
+        return {}  # not a GPT: the dry-run test trains the bigram itself
+
+
+@dataclass(frozen=True)
+class GPTSettings:
+    """A model, its schedule, and the val loss the chapter asserts (chapter 2: one head; chapter 3: the GPT)."""
+
+    model: GPTConfig
+    train: TrainConfig
+    max_val_loss: float | None = None
+
+    def runs(self) -> dict[str, TrainingRun]:
+        return {"model": TrainingRun(self.model, self.train)}
+
+
+@dataclass(frozen=True)
+class BatchedHeadsSettings:
+    n_embd: int  # the attention layer timed
+    head_counts: tuple[int, ...]  # each timed with per-head, batched and fused attention
+    batch_size: int
+    block_size: int
+    repeats: int  # timed calls per measurement (the median is kept)
+
+    def runs(self) -> dict[str, TrainingRun]:
+        return {}
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Model variants trained with the same budget and seeds (chapter 4, exercise 4)."""
+
+    model: GPTConfig
+    train: TrainConfig
+    seeds: tuple[int, ...]
+    eval_multiples: tuple[int, ...] = ()  # evaluate at these multiples of the training context
+    extrapolation_tokens: int = 0  # validation tokens scored at each longer context
+
+    def runs(self) -> dict[str, TrainingRun]:
+        return {"model": TrainingRun(self.model, self.train)}
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    small_chars: int  # the Shakespeare slice for Basic vs Regex
+    small_vocab_size: int
+    reference_chars: int  # the slice the reference and fast trainers race on
+    reference_vocab_size: int
+    corpus_chars: int  # novels a tokenizer is trained on, for the compression curve
+    eval_chars: int  # held-out text its compression is measured on
+    vocab_sizes: tuple[int, ...]
+    min_speedup: float  # the fast trainer must beat the reference by this factor
+
+    def runs(self) -> dict[str, TrainingRun]:
+        return {}
+
+
+@dataclass(frozen=True)
+class BitsPerByteSettings:
+    """One GPT on characters and one on BPE tokens, same shape, steps and batches, in bits per byte."""
+
+    run: TrainingRun
+    vocab_size: int  # of the BPE tokenizer
+    seed: int
+    # How many bits per byte the BPE model must win by (None: no claim). Under cpu it won by
+    # 0.43, 0.39 and 0.40 with seeds 0, 1, 2 (spread across seeds at most 0.03), so 0.2 is a wide
+    # margin; gpu trains longer, which may narrow the gap, and is unmeasured: no claim.
+    min_bpe_margin: float | None = None
+
+    def runs(self) -> dict[str, TrainingRun]:
+        return {"lm": self.run}
+
+
+@dataclass(frozen=True)
+class AdditionSettings:
+    """Exercise 2: a GPT that adds. `model.block_size` must hold the longest problem text."""
+
+    model: GPTConfig
+    train: TrainConfig
+    digits: int  # operands of up to this many digits, zero-padded to it
+    n_test: int  # held-out problems, never seen in training
+    n_curve: int  # held-out problems scored at each evaluation, for the accuracy curves
+    min_accuracy: float | None  # the chapter asserts the reversed, masked model reaches this (None: no claim)
+    # Length generalisation: train on operands of up to `length_digits` digits, test up to twice that.
+    lengths: TrainingRun  # its model's block_size holds a problem of twice `length_digits`
+    length_digits: int
+    n_length_test: int  # problems per tested length
+
+    def runs(self) -> dict[str, TrainingRun]:
+        return {"adder": TrainingRun(self.model, self.train), "lengths": self.lengths}
+
+
+@dataclass(frozen=True)
+class CalculatorSettings:
+    """Exercise 2's calculator: + - * / on integers, the working written before the answer."""
+
+    run: TrainingRun  # `run.model.block_size` must hold the longest traced problem
+    digits: int  # operands of up to this many digits
+    trace: bool  # write the working (carries, borrows, partial products, long division) first
+    n_test: int  # held-out problems, all operations together
+    min_accuracy: float | None  # per operation, asserted by the chapter (None: no claim)
+
+    def runs(self) -> dict[str, TrainingRun]:
+        return {"calculator": self.run}
