@@ -127,7 +127,7 @@ def test_unknown_dataset_lists_known_names(data_cache):
             call("no-such-data")
         message = str(e.value)
         assert "'no-such-data'" in message
-        assert "gutenberg-novels, tinyshakespeare" in message
+        assert "gutenberg-novels, gutenberg-novels-manifest, tinyshakespeare" in message
     with pytest.raises(DatasetError, match="no-such-data"):
         next(registry.iter_text("no-such-data"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -17,9 +18,13 @@ def train_val_split(data: torch.Tensor, train_fraction: float = 0.9) -> tuple[to
     return data[:n], data[n:]
 
 
-def get_batch(data: torch.Tensor, batch_size: int, block_size: int, device: str | torch.device = "cpu",
+def get_batch(data: torch.Tensor | np.ndarray, batch_size: int, block_size: int, device: str | torch.device = "cpu",
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`batch_size` random windows of `block_size` tokens (x) and the same windows shifted by one (y)."""
+    """`batch_size` random windows of `block_size` tokens (x) and the same windows shifted by one (y).
+
+    `data` is a tensor, or a numpy array such as a memory-mapped token file, of which only the
+    windows are read.
+    """
     if len(data) < block_size + 1:
         raise ValueError(
             f"the data has {len(data)} tokens, but one window of block_size={block_size} needs "
@@ -27,6 +32,9 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int, device: str 
         )
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
     offsets = torch.arange(block_size)
+    if isinstance(data, np.ndarray):
+        windows = torch.from_numpy(data[(starts[:, None] + torch.arange(block_size + 1)).numpy()].astype(np.int64))
+        return windows[:, :-1].contiguous().to(device), windows[:, 1:].contiguous().to(device)
     x = data[starts[:, None] + offsets]
     y = data[starts[:, None] + offsets + 1]
     return x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -40,6 +40,12 @@ class Dataset:
     url: str | None  # public download address; None for mirror-only data
     text_sha256: str | None = None  # of the decompressed text, for compressed files
     description: str = ""
+    folder: str | None = None  # the folder it is stored in, if not its name (files that belong together)
+
+    @property
+    def location(self) -> str:
+        """Where the file lies below a data root: `folder/file`."""
+        return f"{self.folder or self.name}/{self.file}"
 
     @property
     def compressed(self) -> bool:
@@ -63,6 +69,14 @@ REGISTRY: dict[str, Dataset] = {
             text_sha256="14075770e9cd78a59feebd59dda362691f4f7fb26d2a97b6c4e2ad8e1bdff9fb",
             url=None,
             description="167 public-domain Project Gutenberg novels, 88M characters (mirror only)",
+        ),
+        Dataset(
+            name="gutenberg-novels-manifest",
+            file="manifest.json",
+            folder="gutenberg-novels",
+            sha256="160f6e9f0bf8e4cac3a7de990c7de00b0def083462e8d2d30f6c81f21564b6b0",
+            url=None,
+            description="the novels' table of contents: each book's file name and length, in order",
         ),
     ]
 }
@@ -125,7 +139,7 @@ def path(name: str) -> Path:
     """The verified local file of dataset `name`, downloading it into `data/` if need be."""
     dataset = get(name)
     roots = _roots()
-    places = [root / dataset.name / dataset.file for root in roots]
+    places = [root / dataset.location for root in roots]
     for place in places:
         if place.is_file():
             return _verified(place, dataset)
@@ -137,11 +151,11 @@ def path(name: str) -> Path:
             problem = f"downloading {dataset.url} failed ({e})"
     mirror = os.environ.get(MIRROR_VAR)
     raise DatasetError(
-        f"dataset {name!r} not found: looked for {dataset.name}/{dataset.file} in "
+        f"dataset {name!r} not found: looked for {dataset.location} in "
         f"{' and '.join(str(root) for root in roots)}"
         f"{'' if mirror else f' ({MIRROR_VAR} is not set)'}, and {problem}. "
         f"Put the file {dataset.file} (sha256 {dataset.sha256}) into {places[0].parent}, "
-        f"or set {MIRROR_VAR} to a folder that holds {dataset.name}/{dataset.file}"
+        f"or set {MIRROR_VAR} to a folder that holds {dataset.location}"
         f"{f', or connect to the network to fetch {dataset.url}' if dataset.url else ''}."
     )
 
