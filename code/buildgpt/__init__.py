@@ -13,7 +13,8 @@ later one's:
   `dropout`, `norms`, `model` (chapter 3); `batched_attention` (exercise 1); `positions`
   (chapter 4); `causal_attention` (the fast and general attention the GPT runs); `abacus` (exercise 2);
 - `train`: `objectives` (batch sources, loss functions), `loop` (the one training loop),
-  `evaluate` (losses; bits per byte, chapter 6), `checkpoint`, `experiments` (controlled comparisons);
+  `evaluate` (losses; bits per byte, chapter 6), `checkpoint`, `experiments` (controlled comparisons),
+  `distributed`, `sharded`, `distributed_runs` (training on many processes: DDP, FSDP2, DCP);
 - `infer`: `sampling`, `kv_cache`, `generate`, `half_weights`, `load` (a model from a checkpoint),
   `arithmetic` (batched exact-match grading, exercise 2);
 - `settings`: `profiles` (smoke / cpu / gpu) and `chapters` (each chapter's run sizes, from presets);

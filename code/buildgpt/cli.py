@@ -4,6 +4,7 @@
     buildgpt sample checkpoints/shakespeare-char/best.safetensors --prompt "ROMEO:"
     buildgpt train calculator                        # exercise 2: + - * / with the working shown
     buildgpt calc checkpoints/calculator/best.safetensors "1234*56"   # no expression: one per line from stdin
+    torchrun --nproc-per-node 2 -m buildgpt.cli train shakespeare-char [--fsdp]   # data parallel, N processes
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .infer.load import load_model
 from .nn.model import GPT
 from .settings import profiles
 from .tokenizers.chars import CharTokenizer
-from .train import checkpoint
+from .train import checkpoint, distributed
 from .train.evaluate import split_loss
 from .train.loop import History, TrainConfig, TrainingDiverged, train
 
@@ -50,9 +51,11 @@ def train_or_exit_code(model: GPT, batches, config: TrainConfig, device: str, me
         return 1
 
 
-def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None) -> int:
+def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None,
+                 fsdp: bool = False) -> int:
     preset = PRESETS[name]
     profile = profiles.current()
+    d = distributed.start(profile.device, force=fsdp)  # one process, or one of torchrun's
     settings = profile.settings(preset["settings"])
     text = registry.load_text(preset["dataset"])
     tokenizer = CharTokenizer.from_text(text)
@@ -61,15 +64,18 @@ def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | 
     config = run_config(settings.train, out_dir or f"checkpoints/{name}", resume, max_iters, seed)
     torch.manual_seed(config.seed)  # the initial weights follow the run's seed, so a run repeats exactly
     model = GPT(replace(settings.model, vocab_size=tokenizer.vocab_size))
-    print(f"{name}: {model.num_params() / 1e6:.2f}M parameters, seed {config.seed}, {profile.describe()}",
-          file=sys.stderr)
-    history = train_or_exit_code(model, TokenBatches(train_data, val_data, model.config.block_size), config,
-                                 profile.device, {"tokenizer": {"type": "char", "chars": tokenizer.chars}, "preset": name})
+    if d.is_main:  # only rank 0 speaks
+        print(f"{name}: {model.num_params() / 1e6:.2f}M parameters, seed {config.seed}, {profile.describe()}, "
+              f"{d.describe()}{', FSDP2' if fsdp else ''}", file=sys.stderr)
+    runner = distributed.wrap(model, d, fsdp)  # DDP, FSDP2, or the model itself
+    history = train_or_exit_code(runner, TokenBatches(train_data, val_data, model.config.block_size), config,
+                                 d.device, {"tokenizer": {"type": "char", "chars": tokenizer.chars}, "preset": name})
     if isinstance(history, int):
         return history
-    full_val = split_loss(model, val_data, model.config.block_size, device=profile.device)
-    print(f"best val loss {history.best_val:.4f} at step {history.best_step}; "
-          f"final loss on the whole val split {full_val:.4f}; checkpoints in {config.out_dir}")
+    full_val = split_loss(runner, val_data, model.config.block_size, device=d.device)  # every rank: FSDP2 gathers
+    if d.is_main:
+        print(f"best val loss {history.best_val:.4f} at step {history.best_step}; "
+              f"final loss on the whole val split {full_val:.4f}; checkpoints in {config.out_dir}")
     return 0
 
 
@@ -144,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.safetensors")
     t.add_argument("--max-iters", type=int, help="override the profile's number of steps")
     t.add_argument("--seed", type=int, help="the run's seed: initial weights, batches, dropout (default: the profile's)")
+    t.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (under torchrun; default: DDP)")
     s = commands.add_parser("sample", help="generate text from a checkpoint, printing as it goes")
     s.add_argument("checkpoint")
     s.add_argument("--prompt", default="", help="text to continue (default: a newline)")
@@ -164,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train" and args.preset == "calculator":
             return train_calculator(args.out_dir, args.resume, args.max_iters, args.seed)
         if args.command == "train":
-            return train_preset(args.preset, args.out_dir, args.resume, args.max_iters, args.seed)
+            return train_preset(args.preset, args.out_dir, args.resume, args.max_iters, args.seed, args.fsdp)
         if args.command == "calc":
             return calc(args.checkpoint, args.expression)
         return sample(args.checkpoint, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
@@ -172,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, CalculatorInputError, checkpoint.CheckpointError, registry.DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -66,18 +66,23 @@ def model_config_of(model: torch.nn.Module) -> dict:
 
 
 def save(path: str | os.PathLike, model: torch.nn.Module, step: int, meta: dict,
-         optimizer: torch.optim.Optimizer | None = None, rng_state: torch.Tensor | None = None) -> Path:
+         optimizer: torch.optim.Optimizer | None = None, rng_state: torch.Tensor | None = None, *,
+         model_state: dict | None = None, optimizer_state: dict | None = None) -> Path:
     """Write weights, config, `meta` (and optionally optimizer and random state) to `path`, atomically.
 
+    A sharded model's weights and optimizer state come already gathered, as `model_state` and
+    `optimizer_state` (see `sharded.full_state`), instead of read from `model` and `optimizer`.
     Example: `save("checkpoints/run/last.safetensors", model, step=100, meta={"preset": "shakespeare-char"})`.
     """
     path = Path(path)
     header = {"format": FORMAT, "model_config": model_config_of(model), "step": step, "meta": meta}
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = unwrap(model)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    model_state = unwrap(model).state_dict() if model_state is None else model_state
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model_state.items()}
     if optimizer is not None:
-        optim_tensors, header["optim_param_groups"] = _flatten_optimizer(optimizer.state_dict())
+        optimizer_state = optimizer.state_dict()
+    if optimizer_state is not None:
+        optim_tensors, header["optim_param_groups"] = _flatten_optimizer(optimizer_state)
         tensors.update({k: v.cpu().contiguous() for k, v in optim_tensors.items()})
     if rng_state is not None:
         tensors["rng"] = rng_state

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from ..utils.progress import tqdm
-from . import checkpoint
+from . import checkpoint, sharded
 from .evaluate import estimate_loss
 from .objectives import BatchSource, LossFn, next_token_loss
 
@@ -140,7 +140,7 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
     torch.manual_seed(config.seed)  # dropout
     history, start = History(), 0
     if config.resume and out_dir and (out_dir / "last.safetensors").is_file():
-        start, history = _resume(out_dir / "last.safetensors", model, optimizer, batch_rng, eval_rng)
+        start, history = _resume(out_dir / "last.safetensors", model, optimizer, batch_rng, eval_rng, config.seed)
 
     use_compile = config.compile if config.compile is not None else device.startswith("cuda")
     runner = torch.compile(model) if use_compile else model
@@ -163,7 +163,7 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
             _record(history, step, losses, config.lr_at(step), time.perf_counter() - t0, tokens, speed)
             train_seconds, interval_tokens = 0.0, 0
             bar.set_postfix(train=f"{losses['train']:.3f}", val=f"{losses['val']:.3f}")
-            if out_dir and rank == 0:
+            if out_dir:  # every rank: a sharded model is gathered before rank 0 writes
                 _save(out_dir, model, optimizer, step, history, meta, batch_rng, eval_rng)
             if on_eval:
                 on_eval(step, history)
@@ -209,22 +209,38 @@ def _record(history: History, step: int, losses: dict[str, float], lr: float, se
 
 def _save(out_dir: Path, model, optimizer, step: int, history: History, meta: dict,
           batch_rng: torch.Generator, eval_rng: torch.Generator) -> None:
-    rng = torch.stack([batch_rng.get_state(), eval_rng.get_state(), torch.get_rng_state()])
+    weights, optim = sharded.full_state(model, optimizer)
+    batch_states = [batch_rng.get_state()]
+    if dist.is_initialized():  # every rank's batch stream: rank 0's, then the others' after the shared rows
+        batch_states = [None] * dist.get_world_size()
+        dist.all_gather_object(batch_states, batch_rng.get_state())
+    if rank_and_world_size()[0] != 0:
+        return
+    rng = torch.stack([batch_states[0], eval_rng.get_state(), torch.get_rng_state(), *batch_states[1:]])
     meta = {**meta, "history": asdict(history)}
     # best before last: a run stopped between the two resumes from the older last.safetensors and
     # rewrites the same best; the other order would leave a best.safetensors older than its history says
     if history.best_step == step:
-        checkpoint.save(out_dir / "best.safetensors", model, step, meta)
-    checkpoint.save(out_dir / "last.safetensors", model, step, meta, optimizer, rng)
+        checkpoint.save(out_dir / "best.safetensors", model, step, meta, model_state=weights)
+    checkpoint.save(out_dir / "last.safetensors", model, step, meta, None, rng, model_state=weights,
+                    optimizer_state=optim)
 
 
-def _resume(path: Path, model, optimizer, batch_rng: torch.Generator, eval_rng: torch.Generator):
-    """Restore weights, optimizer and random streams, so the run continues exactly where it stopped."""
+def _resume(path: Path, model, optimizer, batch_rng: torch.Generator, eval_rng: torch.Generator, seed: int):
+    """Restore weights, optimizer and random streams, so the run continues exactly where it stopped.
+
+    Into one process or many, DDP or FSDP2, whatever wrote the file. A rank the file holds no
+    batch stream for (more ranks than the run that wrote it) starts a fresh one of its own.
+    """
     ckpt = checkpoint.load(path, expected_config=checkpoint.model_config_of(model))
-    checkpoint.unwrap(model).load_state_dict(ckpt.model_state)
-    optimizer.load_state_dict(ckpt.optimizer_state)
-    batch_state, eval_state, global_state = (s.clone() for s in ckpt.rng_state)  # set_state rejects views
-    batch_rng.set_state(batch_state)
-    eval_rng.set_state(eval_state)
-    torch.set_rng_state(global_state)
+    sharded.load_full_state(model, optimizer, ckpt.model_state, ckpt.optimizer_state)
+    rank = rank_and_world_size()[0]
+    states = [s.clone() for s in ckpt.rng_state]  # set_state rejects views
+    eval_rng.set_state(states[1])
+    torch.set_rng_state(states[2])
+    batch_rows = [states[0], *states[3:]]
+    if rank < len(batch_rows):
+        batch_rng.set_state(batch_rows[rank])
+    else:
+        batch_rng.manual_seed(seed + 1_000_003 * rank + ckpt.step)
     return ckpt.step, History(**ckpt.meta["history"])

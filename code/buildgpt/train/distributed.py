@@ -1,0 +1,154 @@
+"""Training on several processes: join them, wrap the model in DDP or shard it with FSDP2, launch.
+
+`torchrun` (`python -m torch.distributed.run`) starts one process per device and tells each its
+RANK, WORLD_SIZE and LOCAL_RANK and where to meet (MASTER_ADDR, MASTER_PORT). `start` joins them
+into a process group, over NCCL on GPUs and gloo on the CPU; `wrap` hands the model to
+DistributedDataParallel or shards it with FSDP2 (`fully_shard`); `shutdown` leaves. The training
+loop itself is unchanged: it asks `loop.rank_and_world_size()` who it is.
+
+`launch` runs torchrun on this machine for the book and the tests: loopback only, a free port,
+one thread per process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+from torch.nn.parallel import DistributedDataParallel
+
+BACKENDS = {"cuda": "nccl", "cpu": "gloo"}
+TIMEOUT_VAR = "BUILDGPT_DIST_TIMEOUT"  # seconds a collective may wait for a peer before failing
+DEFAULT_TIMEOUT_S = 300
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Who this process is: its rank among `world_size`, its GPU (`local_rank`), device and backend."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
+    backend: str | None = None  # None: a single process, no process group
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that logs and writes files."""
+        return self.rank == 0
+
+    def describe(self) -> str:
+        if self.backend is None:
+            return "1 process"
+        return f"{self.world_size} processes over {self.backend}, this one rank {self.rank} on {self.device}"
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now. Example: `free_port()` -> 41237."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def under_torchrun() -> bool:
+    """True in a process started by torchrun (it sets RANK, WORLD_SIZE, LOCAL_RANK)."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+
+
+def start(device: str = "cpu", force: bool = False, timeout_s: float | None = None) -> Dist:
+    """Join the process group torchrun describes; without torchrun, a single process (a group of one if `force`).
+
+    The backend follows the device: NCCL for "cuda", gloo for "cpu" (also when a GPU is visible).
+    Example: `d = start("cuda")` in each of `torchrun --nproc-per-node 8` processes gives ranks 0..7.
+    """
+    device_type = torch.device(device).type
+    if device_type not in BACKENDS:
+        raise ValueError(f"distributed training runs on {' or '.join(BACKENDS)}, not {device!r}")
+    if not under_torchrun() and not force:
+        return Dist(device=device)
+    env = os.environ
+    rank, world_size = int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+    local_rank, local_world = int(env.get("LOCAL_RANK", 0)), int(env.get("LOCAL_WORLD_SIZE", world_size))
+    if device_type == "cuda":
+        gpus = torch.cuda.device_count()
+        if local_world > gpus:
+            raise ValueError(f"{local_world} processes on this machine but {gpus} GPU(s): NCCL needs one GPU per "
+                             f"process, so use --nproc-per-node {gpus} or fewer (on the CPU any number works)")
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    # Rendezvous and gloo's sockets stay on this machine unless torchrun was told otherwise.
+    env.setdefault("MASTER_ADDR", "127.0.0.1")
+    env.setdefault("MASTER_PORT", str(free_port()))
+    if env["MASTER_ADDR"] in LOOPBACK:
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # else gloo may pick the address the hostname resolves to
+    # A peer that dies or hangs makes collectives fail after this long instead of waiting forever.
+    timeout = timedelta(seconds=timeout_s or float(env.get(TIMEOUT_VAR, DEFAULT_TIMEOUT_S)))
+    backend = BACKENDS[device_type]
+    dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timeout,
+                            device_id=torch.device(device) if device_type == "cuda" else None)
+    return Dist(rank, world_size, local_rank, device, backend)
+
+
+def wrap(model: torch.nn.Module, d: Dist, fsdp: bool = False, reshard_after_forward: bool = True) -> torch.nn.Module:
+    """The model ready for data-parallel training: DDP (a full copy per rank) or FSDP2 (a shard per rank).
+
+    FSDP2 shards each Block, then the root (embeddings, final norm, head). Before a block runs,
+    its parameters are all-gathered; `reshard_after_forward=True` frees them again right after
+    its forward and gathers them anew for the backward (ZeRO-3: least memory, more traffic);
+    False keeps them until the backward (ZeRO-2-like: gradients and optimizer state still
+    sharded). A single process without a group gets the model back unchanged.
+    Example: `model = wrap(GPT(config), start("cpu"), fsdp=True)`.
+    """
+    model.to(d.device)
+    if d.backend is None:
+        if fsdp:
+            raise ValueError("FSDP needs a process group: start(device, force=True), or run under torchrun")
+        return model
+    if not fsdp:
+        return DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.startswith("cuda") else None)
+    # The mesh names the device type itself: left to default it would be CUDA whenever a GPU is
+    # visible, and gloo with CUDA tensors hangs or fails.
+    mesh = init_device_mesh(torch.device(d.device).type, (d.world_size,))
+    # FSDP2 warns about every view a module returns; the GPT's outputs are never changed in place.
+    warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
+    for block in model.blocks:
+        fully_shard(block, mesh=mesh, reshard_after_forward=reshard_after_forward)
+    fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward)
+    return model
+
+
+def shutdown() -> None:
+    """Leave the process group, if this process joined one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def torchrun_command(args: list[str], nproc: int) -> list[str]:
+    """torchrun on this machine only: a fresh loopback port, so two runs never meet by accident.
+
+    Example: `torchrun_command(["-m", "buildgpt.cli", "train", "shakespeare-char"], 2)`.
+    """
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--nnodes=1",
+            "--master-addr=127.0.0.1", f"--master-port={free_port()}", *args]
+
+
+def launch(args: list[str], nproc: int, env: dict[str, str] | None = None, timeout: float | None = None,
+           tee: bool = False) -> subprocess.CompletedProcess:
+    """Run `args` (a script or `-m module ...`) on `nproc` local processes with torchrun; output captured.
+
+    One thread per process (they share this machine's cores); `tee` prefixes each line with its rank.
+    Example: `launch(["-m", "buildgpt.cli", "train", "shakespeare-char"], 2).returncode`.
+    """
+    command = torchrun_command((["--tee=3"] if tee else []) + args, nproc)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", **(env or {})}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)

@@ -1,0 +1,72 @@
+"""`torchrun ... -m buildgpt.cli train` on 2 gloo CPU ranks: a rank killed mid-run, then --resume with
+--fsdp from the DDP run's checkpoint, then a single process resuming from the FSDP2 run's."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from buildgpt import cli
+from buildgpt.train import checkpoint, distributed
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def train_args(out_dir: Path, *extra: str) -> list[str]:
+    return ["-m", "buildgpt.cli", "train", "shakespeare-char", "--out-dir", str(out_dir), *extra]
+
+
+def rank_pids(launcher_pid: int) -> dict[int, int]:
+    """torchrun's worker processes, by the RANK in their environment."""
+    children = Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text().split()
+    ranks = {}
+    for pid in map(int, children):
+        env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+        if "RANK" in env:
+            ranks[int(env["RANK"])] = pid
+    return ranks
+
+
+@pytest.fixture
+def smoke_env(mirror, monkeypatch):
+    monkeypatch.setenv("BUILDGPT_PROFILE", "smoke")
+    return {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+
+
+def test_a_killed_rank_stops_the_run_and_resume_continues_from_its_checkpoint(tmp_path, smoke_env):
+    out = tmp_path / "run"
+    command = distributed.torchrun_command(train_args(out, "--max-iters", "1000000"), 2)
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=smoke_env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "last.safetensors").is_file():  # the step-0 evaluation wrote the first checkpoint
+            assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()[0][-3000:]
+            time.sleep(0.2)
+        victim = rank_pids(launcher.pid)[1]
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        output, _ = launcher.communicate(timeout=60)
+    finally:
+        launcher.kill()
+    assert launcher.returncode != 0
+    assert time.monotonic() - killed < 60
+    assert "rank      : 1" in output and f"pid: {victim}" in output and "SIGKILL" in output, output[-3000:]
+
+    kept = checkpoint.load(out / "last.safetensors")  # intact, whatever step it was written at
+    resumed = distributed.launch(train_args(out, "--resume", "--fsdp", "--max-iters", str(kept.step + 2)), 2,
+                                 env=smoke_env, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert resumed.stderr.count("parameters, seed") == 1  # only rank 0 speaks
+    after = checkpoint.load(out / "last.safetensors")
+    assert after.step == kept.step + 2
+    assert after.meta["history"]["steps"][:len(kept.meta["history"]["steps"])] == kept.meta["history"]["steps"]
+
+    # The FSDP2 run's checkpoint, resumed in one process: one more step.
+    assert cli.main(["train", "shakespeare-char", "--out-dir", str(out), "--resume",
+                     "--max-iters", str(after.step + 1)]) == 0
+    assert checkpoint.load(out / "last.safetensors").step == after.step + 1
