@@ -18,10 +18,11 @@ import torch
 from .data import registry
 from .data.arithmetic import OPS, VOCAB, ArithmeticBatches, ArithmeticFormat, held_out_problems
 from .data.batches import TokenBatches, train_val_split
+from .data.prepared import PreparedCorpusError, prepare_corpus
 from .infer.calculator import Calculator, CalculatorInputError, accuracy_by_operation, calculator_meta
 from .infer.generate import generate_stream
 from .infer.half_weights import with_half_weights
-from .infer.load import load_model
+from .infer.load import load_char_model, load_model
 from .nn.model import GPT
 from .settings import profiles
 from .tokenizers.chars import CharTokenizer
@@ -29,7 +30,7 @@ from .train import checkpoint, distributed
 from .train.evaluate import split_loss
 from .train.loop import History, TrainConfig, TrainingDiverged, train
 
-PRESETS = {"shakespeare-char": {"dataset": "tinyshakespeare", "settings": "gpt"}}
+PRESETS = ("shakespeare-char", "novels-char")
 
 
 def run_config(schedule: TrainConfig, out_dir: str, resume: bool, max_iters: int | None, seed: int | None) -> TrainConfig:
@@ -51,31 +52,53 @@ def train_or_exit_code(model: GPT, batches, config: TrainConfig, device: str, me
         return 1
 
 
+def preset_run(name: str, profile: profiles.Profile, seed: int | None, init_from: str | None):
+    """What preset `name` trains: (model, tokenizer, batches, val tokens to score at the end or None, schedule).
+
+    `novels-char` pretrains on the prepared novels; `shakespeare-char` trains from scratch, or
+    with `init_from` finetunes a pretrained checkpoint with the finetuning schedule.
+    """
+    if name == "novels-char":
+        settings = profile.settings("pretrain")
+        corpus = prepare_corpus()
+        tokenizer, schedule = CharTokenizer(corpus.chars), settings.pretrain
+        torch.manual_seed(schedule.seed if seed is None else seed)  # the initial weights follow the run's seed
+        model = GPT(replace(settings.model, vocab_size=tokenizer.vocab_size))
+        return model, tokenizer, corpus.batches(model.config.block_size), None, schedule
+    text = registry.load_text("tinyshakespeare")
+    if init_from:
+        model, tokenizer, _ = load_char_model(init_from, text=text)
+        schedule = profile.settings("pretrain").finetune
+        torch.manual_seed(schedule.seed if seed is None else seed)  # dropout
+    else:
+        settings = profile.settings("gpt")
+        tokenizer, schedule = CharTokenizer.from_text(text), settings.train
+        torch.manual_seed(schedule.seed if seed is None else seed)
+        model = GPT(replace(settings.model, vocab_size=tokenizer.vocab_size))
+    train_data, val_data = train_val_split(torch.tensor(tokenizer.encode(text), dtype=torch.long))
+    return model.train(), tokenizer, TokenBatches(train_data, val_data, model.config.block_size), val_data, schedule
+
+
 def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None,
-                 fsdp: bool = False) -> int:
-    preset = PRESETS[name]
+                 fsdp: bool = False, init_from: str | None = None) -> int:
     profile = profiles.current()
     d = distributed.start(profile.device, force=fsdp)  # one process, or one of torchrun's
-    settings = profile.settings(preset["settings"])
-    text = registry.load_text(preset["dataset"])
-    tokenizer = CharTokenizer.from_text(text)
-    tokens = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    train_data, val_data = train_val_split(tokens)
-    config = run_config(settings.train, out_dir or f"checkpoints/{name}", resume, max_iters, seed)
-    torch.manual_seed(config.seed)  # the initial weights follow the run's seed, so a run repeats exactly
-    model = GPT(replace(settings.model, vocab_size=tokenizer.vocab_size))
+    model, tokenizer, batches, val_data, schedule = preset_run(name, profile, seed, init_from)
+    config = run_config(schedule, out_dir or f"checkpoints/{name}", resume, max_iters, seed)
     if d.is_main:  # only rank 0 speaks
         print(f"{name}: {model.num_params() / 1e6:.2f}M parameters, seed {config.seed}, {profile.describe()}, "
               f"{d.describe()}{', FSDP2' if fsdp else ''}", file=sys.stderr)
     runner = distributed.wrap(model, d, fsdp)  # DDP, FSDP2, or the model itself
-    history = train_or_exit_code(runner, TokenBatches(train_data, val_data, model.config.block_size), config,
-                                 d.device, {"tokenizer": {"type": "char", "chars": tokenizer.chars}, "preset": name})
+    meta = {"tokenizer": {"type": "char", "chars": tokenizer.chars}, "preset": name, "init_from": init_from}
+    history = train_or_exit_code(runner, batches, config, d.device, meta)
     if isinstance(history, int):
         return history
-    full_val = split_loss(runner, val_data, model.config.block_size, device=d.device)  # every rank: FSDP2 gathers
+    scored = ""
+    if val_data is not None:  # the novels' val split is too long to score whole on a CPU; its estimate is logged
+        full_val = split_loss(runner, val_data, model.config.block_size, device=d.device)  # every rank: FSDP2 gathers
+        scored = f"; final loss on the whole val split {full_val:.4f}"
     if d.is_main:
-        print(f"best val loss {history.best_val:.4f} at step {history.best_step}; "
-              f"final loss on the whole val split {full_val:.4f}; checkpoints in {config.out_dir}")
+        print(f"best val loss {history.best_val:.4f} at step {history.best_step}{scored}; checkpoints in {config.out_dir}")
     return 0
 
 
@@ -146,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     t = commands.add_parser("train", help="train a preset; sizes follow BUILDGPT_PROFILE")
     t.add_argument("preset", choices=sorted([*PRESETS, "calculator"]))
+    t.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="shakespeare-char only: finetune this pretrained character model (e.g. novels-char's)")
     t.add_argument("--out-dir", help="where checkpoints go (default: checkpoints/PRESET)")
     t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.safetensors")
     t.add_argument("--max-iters", type=int, help="override the profile's number of steps")
@@ -171,12 +196,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train" and args.preset == "calculator":
             return train_calculator(args.out_dir, args.resume, args.max_iters, args.seed)
         if args.command == "train":
-            return train_preset(args.preset, args.out_dir, args.resume, args.max_iters, args.seed, args.fsdp)
+            if args.init_from and args.preset != "shakespeare-char":
+                raise ValueError("--init-from finetunes on tinyshakespeare: use it with the shakespeare-char preset")
+            return train_preset(args.preset, args.out_dir, args.resume, args.max_iters, args.seed, args.fsdp,
+                                args.init_from)
         if args.command == "calc":
             return calc(args.checkpoint, args.expression)
         return sample(args.checkpoint, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
                       args.top_p, args.seed, not args.no_cache, not args.full_precision)
-    except (ValueError, CalculatorInputError, checkpoint.CheckpointError, registry.DatasetError) as e:
+    except (ValueError, CalculatorInputError, checkpoint.CheckpointError, registry.DatasetError,
+            PreparedCorpusError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..nn.model import GPT, GPTConfig
+from ..tokenizers.chars import CharTokenizer
 from ..train.checkpoint import Checkpoint, CheckpointError, load
 
 
@@ -23,3 +24,27 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[GPT, Check
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit its own config: {e}") from None
     return model.to(device).eval(), ckpt
+
+
+def load_char_model(path: str | os.PathLike, device: str = "cpu", text: str | None = None
+                    ) -> tuple[GPT, CharTokenizer, Checkpoint]:
+    """A character-level GPT from a checkpoint with its vocabulary; with `text`, checked to encode all of it.
+
+    Finetuning on text with a character the pretrained model has no embedding for is refused,
+    with the characters named: mapping them to some other id would train on a lie.
+    Example: `model, tokenizer, ckpt = load_char_model("checkpoints/novels-char/best.safetensors")`.
+    """
+    model, ckpt = load_model(path, device)
+    tokenizer_meta = ckpt.meta.get("tokenizer") or {}
+    if tokenizer_meta.get("type") != "char":
+        raise CheckpointError(f"{path} is not a character-level model (its meta.tokenizer is {tokenizer_meta or None}); "
+                              "use a checkpoint written by `buildgpt train shakespeare-char` or `novels-char`")
+    tokenizer = CharTokenizer(tokenizer_meta["chars"])
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise CheckpointError(f"{path}: vocab_size is {model.config.vocab_size} but its tokenizer has "
+                              f"{tokenizer.vocab_size} characters")
+    if text is not None and (missing := sorted(set(text) - set(tokenizer.chars))):
+        raise ValueError(f"the text has {len(missing)} characters that the vocabulary of {path} lacks: "
+                         f"{''.join(missing)!r}; the model has no embedding for them. Remove them from the text, "
+                         "or pretrain with a vocabulary that includes them")
+    return model, tokenizer, ckpt

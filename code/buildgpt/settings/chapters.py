@@ -30,6 +30,7 @@ from .types import (
     BitsPerByteSettings,
     CalculatorSettings,
     GPTSettings,
+    PretrainSettings,
     StudySettings,
     TokenizerSettings,
     TrainingRun,
@@ -146,6 +147,21 @@ SETTINGS: dict[str, dict[str, object]] = {
                                                           batch_size=512, learning_rate=1e-3, warmup_iters=200,
                                                           decay_lr=True, min_lr=1e-4, grad_clip=1.0)),
                                   digits=4, trace=True, n_test=8000, min_accuracy=0.99),
+    },
+    # Exercise 3 (and `buildgpt train novels-char`, `... shakespeare-char --init-from`): pretrain, then finetune.
+    # Under cpu, 600 steps on the novels see 1.2M of their 81M training characters: no gap can open.
+    "pretrain": {
+        "smoke": PretrainSettings(SMOKE_MODEL, replace(SMOKE_SCHEDULE, max_iters=40, eval_interval=20, eval_iters=2),
+                                  replace(SMOKE_SCHEDULE, max_iters=20, eval_interval=10, eval_iters=2,
+                                          learning_rate=1e-3, warmup_iters=2, min_lr=1e-4), max_gap=None),
+        "cpu": PretrainSettings(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=600, eval_interval=50, eval_iters=10),
+                                replace(CPU_SCHEDULE, max_iters=200, eval_interval=50, eval_iters=10, learning_rate=1e-3,
+                                        warmup_iters=20, min_lr=1e-4), max_gap=0.05),
+        # Unmeasured until a GPU run: the lecture model, about one pass over the novels, then a short finetune.
+        "gpu": PretrainSettings(LECTURE_MODEL, replace(NANOGPT_SCHEDULE, max_iters=5000, eval_interval=500, eval_iters=50),
+                                replace(NANOGPT_SCHEDULE, max_iters=1500, eval_interval=250, eval_iters=50,
+                                        learning_rate=3e-4, warmup_iters=50, min_lr=3e-5), max_gap=0.05,
+                                max_val_loss=1.40),
     },
     # The BPE tokenizer chapter.
     "tokenizer": {

@@ -6,7 +6,7 @@ every profile on any machine. The values live in the table of `chapters.py`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..nn.model import GPTConfig
 from ..train.loop import TrainConfig
@@ -130,3 +130,27 @@ class CalculatorSettings:
 
     def runs(self) -> dict[str, TrainingRun]:
         return {"calculator": self.run}
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Exercise 3: pretrain on the novels, finetune on tinyshakespeare, against training from scratch.
+
+    The routes from scratch train with the pretraining schedule cut to their number of steps: the
+    schedule a model with no head start deserves.
+    """
+
+    model: GPTConfig  # `vocab_size` is replaced by the vocabulary shared by both corpora
+    pretrain: TrainConfig  # on the novels
+    finetune: TrainConfig  # on tinyshakespeare, from the pretrained weights: fewer steps, a lower learning rate
+    max_gap: float | None  # the novels' val minus train loss after pretraining stays below this (None: no claim)
+    max_val_loss: float | None = None  # the finetuned model's loss on the whole tinyshakespeare val split
+
+    def scratch(self, steps: int) -> TrainConfig:
+        """The pretraining schedule cut to `steps` steps, for a model trained on tinyshakespeare from scratch."""
+        return replace(self.pretrain, max_iters=steps, eval_interval=self.finetune.eval_interval,
+                       warmup_iters=min(self.pretrain.warmup_iters, steps // 10))
+
+    def runs(self) -> dict[str, TrainingRun]:
+        return {"pretrain": TrainingRun(self.model, self.pretrain), "finetune": TrainingRun(self.model, self.finetune),
+                "scratch": TrainingRun(self.model, self.scratch(self.pretrain.max_iters + self.finetune.max_iters))}
