@@ -79,6 +79,11 @@ def test_lines_and_bars():
     assert list(bar.text) == ["1.2", "5.0"]
 
 
+def test_curves_each_with_its_own_x():
+    fig = figures.curves({"short": ([0, 10], [3.0, 2.0]), "long": ([0, 10, 20, 30], [3.0, 2.5, 2.2, 2.0])}, "t")
+    assert [len(t.x) for t in fig.data] == [2, 4] and list(fig.data[1].y) == [3.0, 2.5, 2.2, 2.0]
+
+
 def test_attention_explorer_one_matrix_per_layer_and_head():
     maps = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)).numpy()  # as the chapters pass it
     fig = figures.attention_explorer(maps, "ab a")

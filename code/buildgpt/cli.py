@@ -4,6 +4,8 @@
     buildgpt sample checkpoints/shakespeare-char/best.safetensors --prompt "ROMEO:"
     buildgpt train calculator                        # exercise 2: + - * / with the working shown
     buildgpt calc checkpoints/calculator/best.safetensors "1234*56"   # no expression: one per line from stdin
+    buildgpt train novels-char                       # exercise 3: pretrain on the novels
+    buildgpt train shakespeare-char --init-from checkpoints/novels-char/best.safetensors   # then finetune
     torchrun --nproc-per-node 2 -m buildgpt.cli train shakespeare-char [--fsdp]   # data parallel, N processes
 """
 

@@ -69,6 +69,17 @@ def lines(x: Sequence, series: Mapping[str, Sequence[float]], title: str, x_titl
     return fig
 
 
+def curves(series: Mapping[str, tuple[Sequence, Sequence]], title: str, x_title: str = "", y_title: str = "",
+           log_x: bool = False) -> go.Figure:
+    """Several named curves, each with its own x values: `{"name": (xs, ys)}`."""
+    fig = go.Figure()
+    for name, (xs, ys) in series.items():
+        fig.add_scatter(x=list(xs), y=list(ys), mode="lines+markers", name=name)
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=420,
+                      xaxis_type="log" if log_x else None)
+    return fig
+
+
 def bars(names: Sequence[str], values: Sequence[float], title: str, y_title: str = "",
          text_format: str = "{:.3g}") -> go.Figure:
     fig = go.Figure(go.Bar(x=list(names), y=list(values), text=[text_format.format(v) for v in values],
