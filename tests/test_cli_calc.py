@@ -125,7 +125,8 @@ def test_bad_expressions_say_what_is_wrong(text, message):
 
 
 @pytest.mark.parametrize("text, message", [("12x4", "unknown symbol 'x' at position 3"), ("", "empty expression"),
-                                           ("7/0", "division by zero")])
+                                           ("7/0", "division by zero"),
+                                           ("-5+3", "negative numbers")])  # not mistaken for an option
 def test_bad_input_in_one_shot_mode_exits_2(trained, capsys, text, message):
     rc, out, err = run(["calc", trained["ckpt"], text], capsys)
     assert rc == 2 and out == ""

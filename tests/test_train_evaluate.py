@@ -47,6 +47,14 @@ def test_estimate_loss_is_the_mean_over_batches(ramp):
     assert losses["val"] == pytest.approx(sum(per_batch[5:]) / 5)
 
 
+def test_estimate_loss_of_one_split_draws_its_batches_first(ramp):
+    model = BigramLanguageModel(1000)
+    both = estimate_loss(model, TokenBatches(ramp, ramp, 8), 5, 4, generator=torch.Generator().manual_seed(7))
+    val = estimate_loss(model, TokenBatches(ramp, ramp, 8), 5, 4, generator=torch.Generator().manual_seed(7),
+                        splits=("val",))
+    assert set(val) == {"val"} and val["val"] == pytest.approx(both["train"])  # same data, same first batches
+
+
 def test_estimate_loss_runs_without_gradients(ramp):
     seen = []
 

@@ -166,6 +166,13 @@ def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_
     return 0
 
 
+def expression_not_option(argv: list[str]) -> list[str]:
+    """`buildgpt calc CKPT -5+3`: an expression that starts with a minus is not an option (argparse would say so)."""
+    if len(argv) >= 3 and argv[0] == "calc" and argv[2][:1] == "-" and argv[2][1:2].isdigit():
+        return [*argv[:2], "--", *argv[2:]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="buildgpt", description="Train a GPT and sample from it.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -193,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "checked against Python")
     c.add_argument("checkpoint")
     c.add_argument("expression", nargs="?", help='a op b, e.g. "1234*56"; without it, one expression per line from stdin')
-    args = parser.parse_args(argv)
+    args = parser.parse_args(expression_not_option(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "train" and args.preset == "calculator":
             return train_calculator(args.out_dir, args.resume, args.max_iters, args.seed)

@@ -22,7 +22,7 @@ import torch
 from ..data.arithmetic import MARKER, NEWLINE, OPS, VOCAB, ArithmeticFormat, Problem, decode, encode
 from ..nn.model import GPT
 from ..train.checkpoint import CheckpointError
-from .arithmetic import evaluate_problems
+from .arithmetic import ArithmeticEval, evaluate_problems
 from .generate import generate_stream
 from .load import load_model
 
@@ -226,15 +226,19 @@ class Calculator:
         return answered
 
 
-def accuracy_by_operation(model: GPT, problems: list[Problem], fmt: ArithmeticFormat) -> dict[str, tuple[float, int]]:
-    """Exact-match accuracy of greedy decoding per operation, with how many problems each had.
+def per_operation(result: ArithmeticEval) -> dict[str, tuple[float, int]]:
+    """Exact-match accuracy per operation of an evaluation, with how many problems each had.
 
-    Example: `accuracy_by_operation(model, held_out_problems(200, 2, OPS), fmt)["*"]` gives (0.97, 51).
+    Example: `per_operation(evaluate_problems(model, problems, fmt))["*"]` gives (0.97, 51).
     """
-    result = evaluate_problems(model, problems, fmt)
     out = {}
     for op in OPS:
         marks = [ok for p, ok in zip(result.problems, result.correct) if p.op == op]
         if marks:
             out[op] = (sum(marks) / len(marks), len(marks))
     return out
+
+
+def accuracy_by_operation(model: GPT, problems: list[Problem], fmt: ArithmeticFormat) -> dict[str, tuple[float, int]]:
+    """Greedy-decode `problems` and score them per operation. Example: `accuracy_by_operation(model, test, fmt)`."""
+    return per_operation(evaluate_problems(model, problems, fmt))

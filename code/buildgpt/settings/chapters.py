@@ -29,6 +29,7 @@ from .types import (
     BigramSettings,
     BitsPerByteSettings,
     CalculatorSettings,
+    DistributedSettings,
     GPTSettings,
     PretrainSettings,
     StudySettings,
@@ -154,7 +155,7 @@ SETTINGS: dict[str, dict[str, object]] = {
         "smoke": PretrainSettings(SMOKE_MODEL, replace(SMOKE_SCHEDULE, max_iters=40, eval_interval=20, eval_iters=2),
                                   replace(SMOKE_SCHEDULE, max_iters=20, eval_interval=10, eval_iters=2,
                                           learning_rate=1e-3, warmup_iters=2, min_lr=1e-4), max_gap=None),
-        "cpu": PretrainSettings(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=600, eval_interval=50, eval_iters=10),
+        "cpu": PretrainSettings(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=600, eval_interval=100, eval_iters=20),
                                 replace(CPU_SCHEDULE, max_iters=200, eval_interval=50, eval_iters=10, learning_rate=1e-3,
                                         warmup_iters=20, min_lr=1e-4), max_gap=0.05),
         # Unmeasured until a GPU run: the lecture model, about one pass over the novels, then a short finetune.
@@ -186,6 +187,18 @@ SETTINGS: dict[str, dict[str, object]] = {
                                    vocab_size=512, seed=0, min_bpe_margin=0.2),
         "gpu": BitsPerByteSettings(TrainingRun(LECTURE_MODEL, replace(NANOGPT_SCHEDULE, max_iters=2500, eval_iters=50)),
                                    vocab_size=512, seed=0),
+    },
+    # Training on many processes: a few exact steps (one process vs DDP vs FSDP2) and timed steps, always on
+    # 2 CPU ranks over gloo; then the command-line run of the `gpt` preset on the profile's device.
+    "distributed": {
+        profile: DistributedSettings(
+            TrainingRun(replace(SMOKE_MODEL, n_layer=2, block_size=16),
+                        TrainConfig(max_iters=3, eval_iters=1, batch_size=8, learning_rate=3e-3, warmup_iters=1,
+                                    decay_lr=True, weight_decay=0.1, grad_clip=1.0)),
+            TrainingRun(SMOKE_MODEL, replace(SMOKE_SCHEDULE, max_iters=5)) if profile == "smoke"
+            else TrainingRun(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=20)),
+            ranks=1 if profile == "gpu" else 2, cli_iters={"smoke": 4, "cpu": 20, "gpu": 500}[profile])
+        for profile in ("smoke", "cpu", "gpu")
     },
 }
 

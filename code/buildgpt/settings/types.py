@@ -43,6 +43,20 @@ class GPTSettings:
 
 
 @dataclass(frozen=True)
+class DistributedSettings:
+    """Training on many processes: the equivalence and throughput runs are 2 CPU processes over gloo
+    under every profile; the command-line run trains the `gpt` preset with `ranks` processes on the device."""
+
+    equivalence: TrainingRun  # a few steps: one process vs DDP vs FSDP2; `train.batch_size` is the whole batch
+    throughput: TrainingRun  # timed steps (`train.max_iters`) of 1 and 2 processes; `train.batch_size` per process
+    ranks: int  # processes of the command-line run: 2 on the CPU, one per GPU (the gpu book has one)
+    cli_iters: int  # its steps
+
+    def runs(self) -> dict[str, TrainingRun]:
+        return {"equivalence": self.equivalence, "throughput": self.throughput}
+
+
+@dataclass(frozen=True)
 class BatchedHeadsSettings:
     n_embd: int  # the attention layer timed
     head_counts: tuple[int, ...]  # each timed with per-head, batched and fused attention

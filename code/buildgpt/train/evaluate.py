@@ -13,8 +13,8 @@ from .objectives import BatchSource, LossFn, next_token_loss
 @torch.no_grad()
 def estimate_loss(model: torch.nn.Module, batches: BatchSource, eval_iters: int, batch_size: int,
                   device: str | torch.device = "cpu", generator: torch.Generator | None = None,
-                  loss_fn: LossFn = next_token_loss) -> dict[str, float]:
-    """The mean loss over `eval_iters` random batches of each split, in eval mode.
+                  loss_fn: LossFn = next_token_loss, splits: tuple[str, ...] = ("train", "val")) -> dict[str, float]:
+    """The mean loss over `eval_iters` random batches of each of `splits`, in eval mode.
 
     One batch is noisy; averaging many gives a curve smooth enough to compare runs.
     Example: `estimate_loss(model, TokenBatches(train, val, 64), eval_iters=20, batch_size=32)`.
@@ -23,7 +23,7 @@ def estimate_loss(model: torch.nn.Module, batches: BatchSource, eval_iters: int,
     model.eval()
     losses = {}
     try:
-        for split in ("train", "val"):
+        for split in splits:
             total = 0.0
             for _ in range(eval_iters):
                 batch = tuple(t.to(device) for t in batches.batch(split, batch_size, generator))
