@@ -1,0 +1,253 @@
+"""Execute every chapter of the book as a notebook and pack what came out: the GPU half of the
+`gpu` book (DESIGN.md, "Running the gpu profile on a GPU machine").
+
+scripts/gpu-book.sh calls it on the GPU machine once the wheels are installed; the tests call it
+on the CPU under `smoke`. scripts/gpu_html.py turns its archive into the HTML book here.
+
+    python scripts/gpu_book.py check-wheels WHEELS REQUIREMENTS
+    python scripts/gpu_book.py run OUTDIR [--profile gpu] [--chapters book/01-bigram ...] [--minutes 9]
+
+`run` writes into OUTDIR, after every chapter so that a run cut short still leaves its files:
+  gpu-book.tar.gz  manifest.json and book/<chapter>.ipynb, each executed notebook with its outputs
+  gpu-book.json    the stamp (profile, commit, device), and per chapter: status, minutes, the
+                   failing cell, the glued scalars (its headline numbers)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+ARCHIVE = "gpu-book.tar.gz"
+SUMMARY = "gpu-book.json"
+ARCHIVE_LIMIT_MB = 16
+GLUE_PREFIX = "application/papermill.record/"  # how myst-nb's glue(..., display=False) stores a value
+# A glued scalar as its text/plain form shows it: 1.47, 10_788_929, np.float64(1.47), tensor(1.4700)
+NUMBER = re.compile(r"^(?:[\w.]+\()?\s*(-?[\d_]*\.?\d+(?:[eE][-+]?\d+)?)\s*\)?$")
+
+
+# ----------------------------------------------------------------------- what was run
+
+
+def toc_chapters() -> list[str]:
+    """The book's pages in `_toc.yml` order (`book/intro`, `book/01-bigram`, ...)."""
+    text = (ROOT / "_toc.yml").read_text()
+    return re.findall(r"^root:\s*(\S+)", text, re.M) + re.findall(r"^\s*-\s*file:\s*(\S+)", text, re.M)
+
+
+def source_fingerprint(chapters: list[str]) -> str:
+    """A hash of everything that decides the chapters' outputs: the toc, the chapters, the package.
+
+    It works without git (the GPU machine may get the files alone), and two trees that differ in
+    any of those files differ here, committed or not.
+    """
+    package = sorted((ROOT / "code" / "buildgpt").rglob("*.py"))
+    files = {"_toc.yml": ROOT / "_toc.yml", **{c: chapter_source(c) for c in chapters},
+             **{p.relative_to(ROOT).as_posix(): p for p in package}}
+    digest = hashlib.sha256()
+    for label, path in files.items():
+        digest.update(label.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def chapter_source(chapter: str) -> Path:
+    """`book/01-bigram` -> its MyST file (a path outside the repository is taken as it is: the tests)."""
+    return ROOT / f"{chapter}.md"
+
+
+def git_commit() -> str:
+    """The checked-out commit, with `+changes` when the book or the package differ from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--", "book", "code", "_toc.yml")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git here)"
+    return commit + ("+changes" if dirty else "")
+
+
+# ------------------------------------------------------------------------ the wheels
+
+
+def check_wheels(folder: Path, requirements: Path) -> list[str]:
+    """Each pinned package with no installable wheel of exactly its version in `folder`, explained."""
+    try:
+        from packaging.tags import sys_tags
+        from packaging.utils import canonicalize_name, parse_wheel_filename
+    except ImportError:  # pip always carries a copy
+        from pip._vendor.packaging.tags import sys_tags
+        from pip._vendor.packaging.utils import canonicalize_name, parse_wheel_filename
+    pins = {}
+    for line in requirements.read_text().splitlines():
+        if line := line.split("#")[0].strip():
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version
+    supported, fits, other = set(sys_tags()), {}, {}
+    for wheel in sorted(folder.glob("*.whl")):
+        name, version, _, tags = parse_wheel_filename(wheel.name)
+        (fits if tags & supported else other).setdefault(name, []).append(f"{version} ({wheel.name})")
+    problems = []
+    for name, version in pins.items():
+        if any(found.startswith(f"{version} ") for found in fits.get(name, [])):
+            continue
+        if found := fits.get(name, []) + other.get(name, []):
+            problems.append(f"{name}=={version}: wrong wheel, {folder} holds {', '.join(found)}"
+                            f"{'' if fits.get(name) else ' (for another Python or platform)'}")
+        else:
+            problems.append(f"{name}=={version}: no wheel in {folder}")
+    return problems
+
+
+# -------------------------------------------------------------------- one chapter run
+
+
+def glued_numbers(notebook) -> dict[str, float | int]:
+    """The notebook's glued scalars by name: the numbers its prose quotes."""
+    numbers = {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            record = output.get("metadata", {}).get("scrapbook")
+            if record is None:
+                continue
+            text = output.get("data", {}).get(record.get("mime_prefix", "") + "text/plain", "")
+            if match := NUMBER.match(str(text).strip()):
+                value = float(match.group(1).replace("_", ""))
+                numbers[record["name"]] = int(value) if value.is_integer() and "." not in match.group(1) else value
+    return numbers
+
+
+def execute(chapter: str, cell_timeout: int, deadline: float):
+    """Run one chapter in a fresh kernel (working directory book/, as Jupyter Book runs it).
+
+    Returns the notebook, executed as far as it went, and its entry for the summary.
+    """
+    import jupytext
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    notebook = jupytext.read(chapter_source(chapter))
+    client = NotebookClient(notebook, timeout=cell_timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(BOOK)}})
+    at = {"cell": None}
+
+    def before_cell(cell, cell_index, **_):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the run's time was up before this cell")
+        client.timeout = max(1, min(cell_timeout, int(left)))  # no cell may outlast the run
+        at["cell"] = cell_index
+
+    client.on_cell_execute = before_cell
+    start = time.monotonic()
+    entry = {"chapter": chapter, "status": "ok"}
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        entry.update(status="failed", error=f"{error.ename}: {error.evalue}")
+    except Exception as error:  # a cell timeout, a dead kernel, the run's deadline
+        entry.update(status="failed", error=f"{type(error).__name__}: {error}".strip())
+    entry["minutes"] = round((time.monotonic() - start) / 60, 3)
+    if entry["status"] == "failed" and at["cell"] is not None:
+        source = notebook.cells[at["cell"]].source.strip().splitlines()
+        entry.update(cell=at["cell"], cell_first_line=source[0] if source else "")
+    entry["numbers"] = glued_numbers(notebook)
+    return notebook, entry
+
+
+# ------------------------------------------------------------------------- the files
+
+
+def write_archive(path: Path, manifest: dict, notebooks: dict) -> float:
+    """Write the archive atomically and return its size in MB."""
+    import nbformat
+
+    partial = path.with_name(path.name + ".part")
+    with tarfile.open(partial, "w:gz") as tar:
+        members = {"manifest.json": json.dumps(manifest, indent=1)}
+        members |= {f"{chapter}.ipynb": nbformat.writes(nb) for chapter, nb in notebooks.items()}
+        for name, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    partial.replace(path)
+    return path.stat().st_size / 1e6
+
+
+def write_json(path: Path, data: dict) -> None:
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(data, indent=1) + "\n")
+    partial.replace(path)
+
+
+def run(out: Path, profile: str, chapters: list[str], minutes: float) -> int:
+    os.environ["BUILDGPT_PROFILE"] = profile  # every kernel inherits it
+    from buildgpt.settings.profiles import CELL_TIMEOUT, current
+
+    active = current()  # refuses `gpu` without CUDA, before any chapter runs
+    deadline = time.monotonic() + minutes * 60
+    stamp = {"profile": profile, "commit": git_commit(), "fingerprint": source_fingerprint(chapters),
+             "device": active.describe(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    summary = {**stamp, "chapters": []}
+    notebooks = {}
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"gpu book: {len(chapters)} chapters under {active.describe()}, at most {minutes:g} minutes", flush=True)
+    for chapter in chapters:
+        notebook, entry = execute(chapter, CELL_TIMEOUT[profile], deadline)
+        notebook.metadata["buildgpt"] = {**stamp, "status": entry["status"]}
+        notebooks[chapter] = notebook
+        summary["chapters"].append(entry)
+        failure = f" at cell {entry.get('cell')}: {entry['error']}" if entry["status"] != "ok" else ""
+        print(f"{chapter}: {entry['status']} in {entry['minutes']:.2f} min{failure}", flush=True)
+        summary["minutes"] = round(sum(c["minutes"] for c in summary["chapters"]), 3)
+        manifest = {**stamp, "chapters": {c["chapter"]: c["status"] for c in summary["chapters"]}}
+        summary["archive_mb"] = round(write_archive(out / ARCHIVE, manifest, notebooks), 2)
+        write_json(out / SUMMARY, summary)
+    failed = [c["chapter"] for c in summary["chapters"] if c["status"] != "ok"]
+    print(f"gpu book: {len(chapters) - len(failed)} of {len(chapters)} chapters ran, "
+          f"{summary['minutes']:.2f} min; archive {summary['archive_mb']} MB", flush=True)
+    if summary["archive_mb"] > ARCHIVE_LIMIT_MB:
+        print(f"error: the archive is over {ARCHIVE_LIMIT_MB} MB and will not come back whole", file=sys.stderr)
+        return 1
+    if failed:
+        print(f"error: failed chapters: {', '.join(failed)} (see {out / SUMMARY})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    wheels = commands.add_parser("check-wheels", help="is every pinned wheel there, for this Python?")
+    wheels.add_argument("folder", type=Path)
+    wheels.add_argument("requirements", type=Path)
+    book = commands.add_parser("run", help="execute the chapters and write the archive and the JSON")
+    book.add_argument("out", type=Path)
+    book.add_argument("--profile", default="gpu", choices=("smoke", "cpu", "gpu"))
+    book.add_argument("--chapters", nargs="+", help="pages as in _toc.yml (default: all of them)")
+    book.add_argument("--minutes", type=float, default=9.0, help="stop starting cells after this long")
+    args = parser.parse_args(argv)
+    if args.command == "check-wheels":
+        if problems := check_wheels(args.folder, args.requirements):
+            print("error: the wheels do not match scripts/gpu-requirements.txt (run `make gpu-wheels`):\n  "
+                  + "\n  ".join(problems), file=sys.stderr)
+            return 2
+        print(f"wheels: all {args.requirements.name} pins found in {args.folder}")
+        return 0
+    return run(args.out, args.profile, args.chapters or toc_chapters(), args.minutes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Build the HTML book from the archive of executed notebooks that scripts/gpu-book.sh brought
+back, without executing anything: `make gpu-html ARCHIVE=OUT/gpu-book.tar.gz`.
+
+The archive must come from this very tree (same chapters, same package: its fingerprint), under
+the profile asked for (`gpu`), with no chapter failed; anything else is refused by name. The
+chapters' .md sources are replaced by their executed notebooks in a staging copy of the book,
+and Jupyter Book renders their stored outputs (`execute_notebooks: off`), glue included.
+
+    python scripts/gpu_html.py ARCHIVE [--profile gpu] [--partial]
+
+The HTML lands in _build/gpu-book/_build/html; `make check-html HTML=_build/gpu-book/_build/html`
+checks it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import gpu_book
+
+ROOT = gpu_book.ROOT
+STAGE = ROOT / "_build" / "gpu-book"  # its HTML: STAGE/_build/html
+
+
+class RefusedArchive(Exception):
+    pass
+
+
+def read_archive(path: Path) -> tuple[dict, dict[str, bytes]]:
+    """The archive's manifest and its notebooks by chapter (`book/01-bigram` -> bytes)."""
+    try:
+        with tarfile.open(path) as tar:
+            files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+        manifest = json.loads(files.pop("manifest.json"))
+    except (OSError, tarfile.TarError, KeyError, ValueError) as error:
+        raise RefusedArchive(f"{path} is not an archive of scripts/gpu-book.sh ({error})") from error
+    return manifest, {name.removesuffix(".ipynb"): data for name, data in files.items()}
+
+
+def check(path: Path, manifest: dict, profile: str, partial: bool) -> list[str]:
+    """The chapters to build, once the archive is shown to belong to this tree and profile."""
+    origin = (f"{path} was executed under profile '{manifest.get('profile')}' at commit "
+              f"{manifest.get('commit')} (source fingerprint {manifest.get('fingerprint')})")
+    if manifest.get("profile") != profile:
+        raise RefusedArchive(f"{origin}; this book wants profile '{profile}'.")
+    statuses = manifest.get("chapters", {})
+    chapters = list(statuses)
+    toc = gpu_book.toc_chapters()
+    if missing := [c for c in toc if c not in statuses and not partial]:
+        raise RefusedArchive(f"{origin}; it lacks chapters of this _toc.yml: {', '.join(missing)}.")
+    if unknown := [c for c in chapters if c not in toc]:
+        raise RefusedArchive(f"{origin}; its chapters {', '.join(unknown)} are not in this _toc.yml.")
+    here = gpu_book.source_fingerprint(chapters)
+    if manifest.get("fingerprint") != here:
+        raise RefusedArchive(f"{origin}; this tree is at commit {gpu_book.git_commit()} and its chapters or "
+                             f"package differ (fingerprint {here}): stale. Run scripts/gpu-book.sh again.")
+    if failed := [c for c, status in statuses.items() if status != "ok"]:
+        raise RefusedArchive(f"{origin}; these chapters failed there: {', '.join(failed)} "
+                             "(gpu-book.json names the cell). Fix them and run it again.")
+    return chapters
+
+
+def stage(notebooks: dict[str, bytes], chapters: list[str], partial: bool, into: Path) -> None:
+    """A copy of the book with each chapter's .md replaced by its executed notebook."""
+    shutil.rmtree(into, ignore_errors=True)
+    shutil.copytree(ROOT / "book", into / "book", ignore=shutil.ignore_patterns("*.ipynb"))
+    for chapter in chapters:
+        (into / f"{chapter}.md").unlink()
+        (into / f"{chapter}.ipynb").write_bytes(notebooks[chapter])
+    config = (ROOT / "_config.yml").read_text()
+    if "execute_notebooks: force" not in config:
+        raise RuntimeError("_config.yml no longer says `execute_notebooks: force`; update scripts/gpu_html.py")
+    (into / "_config.yml").write_text(config.replace("execute_notebooks: force", "execute_notebooks: 'off'"))
+    toc = (ROOT / "_toc.yml").read_text()
+    if partial:  # only the archive's chapters, in their order (the tests' dry run)
+        toc = f"format: jb-book\nroot: {chapters[0]}\n" + (
+            "parts:\n  - caption: Chapters\n    chapters:\n" + "".join(f"      - file: {c}\n" for c in chapters[1:])
+            if chapters[1:] else "")
+    (into / "_toc.yml").write_text(toc)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("archive", type=Path)
+    parser.add_argument("--profile", default="gpu", choices=("smoke", "cpu", "gpu"))
+    parser.add_argument("--partial", action="store_true", help="build the archive's chapters only")
+    parser.add_argument("--stage", type=Path, default=STAGE, help="where the book is staged and built")
+    args = parser.parse_args(argv)
+    try:
+        manifest, notebooks = read_archive(args.archive)
+        chapters = check(args.archive, manifest, args.profile, args.partial)
+    except RefusedArchive as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    stage(notebooks, chapters, args.partial, args.stage)
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    built = subprocess.run([str(jupyter_book), "build", str(args.stage), "--all"], cwd=ROOT)
+    html = args.stage / "_build" / "html"
+    if built.returncode or not (html / "index.html").is_file():
+        print(f"error: jupyter-book failed on the staged book in {args.stage}", file=sys.stderr)
+        return 1
+    print(f"gpu book ({manifest['profile']}, commit {manifest['commit']}, {manifest['device']}): {html}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
