@@ -33,6 +33,7 @@ ALLOWED_NAMES = [
     r"(?:b?float(?:16|32|64)|int[48]|bf16|fp(?:16|32))",  # number formats
     r"Q[48]_0",  # llama.cpp quantisation formats
     r"SHA-256",  # the checksum the data registry verifies
+    r"FSDP2",  # PyTorch's fully sharded data parallel, second version
 ]
 # References, not measurements: chapter, exercise and section numbers, and citation years.
 ALLOWED_REFERENCES = [

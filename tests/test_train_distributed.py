@@ -100,3 +100,17 @@ def test_free_port_is_a_loopback_port_nobody_holds():
         s.bind(("127.0.0.1", port))
     command = distributed.torchrun_command(["-m", "buildgpt.cli"], 2)
     assert "--master-addr=127.0.0.1" in command and "--nproc-per-node=2" in command
+
+
+def test_the_ring_allreduce_model():
+    from buildgpt.train import scaling
+
+    nbytes, bandwidth = 4e8, 50e9
+    assert scaling.ring_allreduce_seconds(nbytes, 1, bandwidth, 1e-5) == 0.0  # alone: nothing to exchange
+    assert scaling.ring_allreduce_seconds(nbytes, 2, bandwidth) == pytest.approx(nbytes / bandwidth)
+    # many ranks: each sends almost twice the bytes, plus a latency per hop
+    assert scaling.ring_allreduce_seconds(nbytes, 1024, bandwidth) == pytest.approx(2 * nbytes / bandwidth, rel=1e-3)
+    efficiencies = [scaling.efficiency(1.0, nbytes, n, bandwidth, 5e-6) for n in (1, 8, 64, 1024)]
+    assert efficiencies[0] == 1.0 and efficiencies == sorted(efficiencies, reverse=True)
+    with pytest.raises(ValueError, match="at least one rank"):
+        scaling.ring_allreduce_seconds(nbytes, 0, bandwidth)

@@ -14,7 +14,7 @@ later one's:
   (chapter 4); `causal_attention` (the fast and general attention the GPT runs); `abacus` (exercise 2);
 - `train`: `objectives` (batch sources, loss functions), `loop` (the one training loop),
   `evaluate` (losses; bits per byte, chapter 6), `checkpoint`, `experiments` (controlled comparisons),
-  `distributed`, `sharded`, `distributed_runs` (training on many processes: DDP, FSDP2, DCP);
+  `distributed`, `sharded`, `distributed_runs`, `scaling` (training on many processes: DDP, FSDP2, DCP);
 - `infer`: `sampling`, `kv_cache`, `generate`, `half_weights`, `load` (a model from a checkpoint),
   `arithmetic` (batched exact-match grading, exercise 2);
 - `settings`: `profiles` (smoke / cpu / gpu) and `chapters` (each chapter's run sizes, from presets);

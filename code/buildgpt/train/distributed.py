@@ -129,8 +129,17 @@ def wrap(model: torch.nn.Module, d: Dist, fsdp: bool = False, reshard_after_forw
 
 def shutdown() -> None:
     """Leave the process group, if this process joined one."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if dist.get_backend() == "gloo":
+        # Tearing gloo down while its thread still frees a tensor of the last collective can deadlock
+        # on the GIL (pytorch/pytorch#190489): wait until every rank is here, so none is in flight.
+        try:
+            dist.monitored_barrier(timeout=timedelta(seconds=30))
+        except RuntimeError as e:  # a rank that never arrives: say which, and leave without tearing down
+            print(f"rank {dist.get_rank()}: {e}", file=sys.stderr)
+            return
+    dist.destroy_process_group()
 
 
 def torchrun_command(args: list[str], nproc: int) -> list[str]:

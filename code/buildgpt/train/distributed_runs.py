@@ -79,7 +79,7 @@ def run_steps(model_config: GPTConfig, config: TrainConfig, d: distributed.Dist,
         if d.is_main:
             rows.append(torch.cat([w.flatten() for w in weights.values()]))
         if log:
-            mine = sum(float(sharded.local(p).double().sum()) for p in model.parameters())
+            mine = sum(float(sharded.local(p.detach()).double().sum()) for p in model.parameters())
             print(f"rank {d.rank}: step {step}, loss on its own rows {history.train[-1]:.4f}, "
                   f"sum of the weights it holds {mine:+.6f}", flush=True)
 
@@ -125,26 +125,36 @@ def equivalence(out: Path) -> None:
 
 
 def throughput(out: Path) -> None:
+    """Tokens/s of rank 0 alone, then of every rank with DDP (each its own batch of `batch_size`), and the
+    two parts of a DDP step timed apart: compute with the gradient sync off, and one all-reduce."""
     model_config, config, device = read_spec(out)
     d = distributed.start(device, force=True)
     data = TokenBatches(tokens_for(model_config), tokens_for(model_config, 1), model_config.block_size)
     timed = replace(config, eval_interval=config.max_iters, eval_iters=1, out_dir=None)
-    results = {}
+    speeds = {}
     if d.is_main:  # one process alone; the others wait
         torch.manual_seed(config.seed)
-        alone = train(GPT(model_config), data, timed, d.device, progress=False)
-        results["tokens_per_second"] = {1: alone.tokens_per_second[-1]}
+        speeds[1] = train(GPT(model_config), data, timed, d.device, progress=False).tokens_per_second[-1]
     dist.barrier()
     torch.manual_seed(config.seed)
     model = distributed.wrap(GPT(model_config), d)
-    together = train(model, data, timed, d.device, progress=False)
+    speeds[d.world_size] = train(model, data, timed, d.device, progress=False).tokens_per_second[-1]
+    optimizer = make_optimizer(model, config, d.device)
+    batch = tuple(t.to(d.device) for t in data.batch("train", config.batch_size))
+
+    def compute_only():  # forward, backward and optimizer step, no gradient exchange
+        with model.no_sync():
+            next_token_loss(model, batch).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    compute = seconds_per_call(compute_only, repeats=5, warmup=1, device=d.device)
     grads = torch.zeros(sum(p.numel() for p in model.parameters()), device=d.device)  # fp32, as DDP sends them
     allreduce = seconds_per_call(lambda: dist.all_reduce(grads), repeats=10, warmup=2, device=d.device)
     if d.is_main:
-        results["tokens_per_second"][d.world_size] = together.tokens_per_second[-1]
-        results.update(allreduce_seconds=allreduce, gradient_bytes=grads.numel() * 4,
-                       tokens_per_step=config.batch_size * model_config.block_size)
-        torch.save(results, out / "throughput.pt")
+        torch.save({"tokens_per_second": speeds, "compute_seconds": compute, "allreduce_seconds": allreduce,
+                    "gradient_bytes": grads.numel() * 4, "tokens_per_step": config.batch_size * model_config.block_size,
+                    "world_size": d.world_size}, out / "throughput.pt")
     distributed.shutdown()
 
 
