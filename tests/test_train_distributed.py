@@ -38,7 +38,7 @@ def test_ddp_on_two_ranks_is_one_process_on_the_whole_batch(runs):
     assert results["ddp"].shape == single.shape == (RUN.max_iters + 1, GPT(MODEL).num_params())
     moved = (single[-1] - single[0]).abs().max().item()
     assert moved > 1e-3  # the steps did change the weights
-    assert torch.allclose(results["ddp"], single, rtol=0, atol=1e-5), (results["ddp"] - single).abs().max()
+    assert torch.allclose(results["ddp"], single, rtol=0, atol=5e-5), (results["ddp"] - single).abs().max()
 
 
 def test_fsdp2_equals_ddp_step_for_step(runs):

@@ -64,6 +64,7 @@ def test_a_killed_rank_stops_the_run_and_resume_continues_from_its_checkpoint(tm
     assert resumed.stderr.count("parameters, seed") == 1  # only rank 0 speaks
     after = checkpoint.load(out / "last.safetensors")
     assert after.step == kept.step + 2
+    assert len(after.rng_state) == 4  # rank 0's batches, evaluation, dropout, then rank 1's batches
     assert after.meta["history"]["steps"][:len(kept.meta["history"]["steps"])] == kept.meta["history"]["steps"]
 
     # The FSDP2 run's checkpoint, resumed in one process: one more step.

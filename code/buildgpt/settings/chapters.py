@@ -197,7 +197,7 @@ SETTINGS: dict[str, dict[str, object]] = {
                                     decay_lr=True, weight_decay=0.1, grad_clip=1.0)),
             TrainingRun(SMOKE_MODEL, replace(SMOKE_SCHEDULE, max_iters=5)) if profile == "smoke"
             else TrainingRun(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=20)),
-            ranks=1 if profile == "gpu" else 2, cli_iters={"smoke": 4, "cpu": 20, "gpu": 500}[profile])
+            ranks=1 if profile == "gpu" else 2, cli_iters={"smoke": 4, "cpu": 20, "gpu": 250}[profile])
         for profile in ("smoke", "cpu", "gpu")
     },
 }

@@ -50,7 +50,7 @@ class Dist:
     def describe(self) -> str:
         if self.backend is None:
             return "1 process"
-        return f"{self.world_size} processes over {self.backend}, this one rank {self.rank} on {self.device}"
+        return f"rank {self.rank} of {self.world_size} processes over {self.backend}, on {self.device}"
 
 
 def free_port() -> int:
