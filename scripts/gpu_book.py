@@ -11,6 +11,7 @@ on the CPU under `smoke`. scripts/gpu_html.py turns its archive into the HTML bo
   gpu-book.tar.gz  manifest.json and book/<chapter>.ipynb, each executed notebook with its outputs
   gpu-book.json    the stamp (profile, commit, device), and per chapter: status, minutes, the
                    failing cell, the glued scalars (its headline numbers)
+  gpu.json         what chapters recorded for the CPU book's results box (also in the archive)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 ARCHIVE = "gpu-book.tar.gz"
 SUMMARY = "gpu-book.json"
+RESULTS = "gpu.json"  # committed as results/gpu.json once `make gpu-html` accepts the archive
 ARCHIVE_LIMIT_MB = 16
 GLUE_PREFIX = "application/papermill.record/"  # how myst-nb's glue(..., display=False) stores a value
 # A glued scalar as its text/plain form shows it: 1.47, 10_788_929, np.float64(1.47), tensor(1.4700)
@@ -170,13 +172,13 @@ def execute(chapter: str, cell_timeout: int, deadline: float):
 # ------------------------------------------------------------------------- the files
 
 
-def write_archive(path: Path, manifest: dict, notebooks: dict) -> float:
+def write_archive(path: Path, manifest: dict, notebooks: dict, results: Path) -> float:
     """Write the archive atomically and return its size in MB."""
     import nbformat
 
     partial = path.with_name(path.name + ".part")
     with tarfile.open(partial, "w:gz") as tar:
-        members = {"manifest.json": json.dumps(manifest, indent=1)}
+        members = {"manifest.json": json.dumps(manifest, indent=1), "results.json": results.read_text()}
         members |= {f"{chapter}.ipynb": nbformat.writes(nb) for chapter, nb in notebooks.items()}
         for name, text in members.items():
             data = text.encode()
@@ -195,7 +197,10 @@ def write_json(path: Path, data: dict) -> None:
 
 def run(out: Path, profile: str, chapters: list[str], minutes: float) -> int:
     os.environ["BUILDGPT_PROFILE"] = profile  # every kernel inherits it
+    import torch
+
     from buildgpt.settings.profiles import CELL_TIMEOUT, current
+    from buildgpt.viz import gpu_results
 
     active = current()  # refuses `gpu` without CUDA, before any chapter runs
     deadline = time.monotonic() + minutes * 60
@@ -204,6 +209,10 @@ def run(out: Path, profile: str, chapters: list[str], minutes: float) -> int:
     summary = {**stamp, "chapters": []}
     notebooks = {}
     out.mkdir(parents=True, exist_ok=True)
+    # What chapters record for the CPU book's results box (buildgpt.viz.gpu_results), and where from.
+    gpu = torch.cuda.get_device_name() if active.device == "cuda" else "CPU (a dry run)"
+    write_json(out / RESULTS, {"run": {"gpu": gpu, **stamp}})
+    os.environ[gpu_results.ENV_VAR] = str(out / RESULTS)
     print(f"gpu book: {len(chapters)} chapters under {active.describe()}, at most {minutes:g} minutes", flush=True)
     for chapter in chapters:
         notebook, entry = execute(chapter, CELL_TIMEOUT[profile], deadline)
@@ -214,7 +223,7 @@ def run(out: Path, profile: str, chapters: list[str], minutes: float) -> int:
         print(f"{chapter}: {entry['status']} in {entry['minutes']:.2f} min{failure}", flush=True)
         summary["minutes"] = round(sum(c["minutes"] for c in summary["chapters"]), 3)
         manifest = {**stamp, "chapters": {c["chapter"]: c["status"] for c in summary["chapters"]}}
-        summary["archive_mb"] = round(write_archive(out / ARCHIVE, manifest, notebooks), 2)
+        summary["archive_mb"] = round(write_archive(out / ARCHIVE, manifest, notebooks, out / RESULTS), 2)
         write_json(out / SUMMARY, summary)
     failed = [c["chapter"] for c in summary["chapters"] if c["status"] != "ok"]
     print(f"gpu book: {len(chapters) - len(failed)} of {len(chapters)} chapters ran, "

@@ -4,7 +4,8 @@ back, without executing anything: `make gpu-html ARCHIVE=OUT/gpu-book.tar.gz`.
 The archive must come from this very tree (same chapters, same package: its fingerprint), under
 the profile asked for (`gpu`), with no chapter failed; anything else is refused by name. The
 chapters' .md sources are replaced by their executed notebooks in a staging copy of the book,
-and Jupyter Book renders their stored outputs (`execute_notebooks: off`), glue included.
+and Jupyter Book renders their stored outputs (`execute_notebooks: off`), glue included. A `gpu`
+archive's results become results/gpu.json, which the CPU book's chapter 3 shows.
 
     python scripts/gpu_html.py ARCHIVE [--profile gpu] [--partial]
 
@@ -26,6 +27,7 @@ import gpu_book
 
 ROOT = gpu_book.ROOT
 STAGE = ROOT / "_build" / "gpu-book"  # its HTML: STAGE/_build/html
+RESULTS = ROOT / "results" / "gpu.json"  # what chapter 3's box shows in the CPU book
 
 
 class RefusedArchive(Exception):
@@ -38,9 +40,10 @@ def read_archive(path: Path) -> tuple[dict, dict[str, bytes]]:
         with tarfile.open(path) as tar:
             files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
         manifest = json.loads(files.pop("manifest.json"))
+        manifest["results"] = json.loads(files.pop("results.json", b"null"))
     except (OSError, tarfile.TarError, KeyError, ValueError) as error:
         raise RefusedArchive(f"{path} is not an archive of scripts/gpu-book.sh ({error})") from error
-    return manifest, {name.removesuffix(".ipynb"): data for name, data in files.items()}
+    return manifest, {name.removesuffix(".ipynb"): data for name, data in files.items() if name.endswith(".ipynb")}
 
 
 def check(path: Path, manifest: dict, profile: str, partial: bool) -> list[str]:
@@ -106,6 +109,10 @@ def main(argv=None) -> int:
         print(f"error: jupyter-book failed on the staged book in {args.stage}", file=sys.stderr)
         return 1
     print(f"gpu book ({manifest['profile']}, commit {manifest['commit']}, {manifest['device']}): {html}")
+    if manifest["profile"] == "gpu" and manifest["results"]:
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(manifest["results"], indent=1) + "\n")
+        print(f"{RESULTS.relative_to(ROOT)} now holds this run's results: commit it, and the CPU book shows them")
     return 0
 
 

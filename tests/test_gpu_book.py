@@ -61,13 +61,14 @@ def make_archive(path: Path, manifest: dict, notebooks: dict[str, str]) -> Path:
 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
-    """The whole command under smoke: chapter 1, then a chapter whose second cell raises."""
+    """The whole command under smoke: chapters 1 and 3, then a chapter whose second cell raises."""
     if not os.environ.get("BUILDGPT_DATA_MIRROR"):
         pytest.skip("BUILDGPT_DATA_MIRROR is not set")
     tmp = tmp_path_factory.mktemp("gpu-book")
     (tmp / "broken.md").write_text(BROKEN)
     out = tmp / "out"
-    result = gpu_book_sh(out, GPU_BOOK_PROFILE="smoke", GPU_BOOK_CHAPTERS=f"book/01-bigram {tmp / 'broken'}")
+    chapters = f"book/01-bigram book/03-gpt {tmp / 'broken'}"
+    result = gpu_book_sh(out, GPU_BOOK_PROFILE="smoke", GPU_BOOK_CHAPTERS=chapters)
     return result, out, tmp / "broken"
 
 
@@ -109,7 +110,8 @@ def test_dry_run_records_each_chapter(dry_run):
     assert result.returncode == 1, result.stdout + result.stderr  # one chapter failed, the other ran
     summary = json.loads((out / gpu_book.SUMMARY).read_text())
     assert summary["profile"] == "smoke" and summary["fingerprint"]
-    bigram, failed = summary["chapters"]
+    bigram, gpt, failed = summary["chapters"]
+    assert gpt["status"] == "ok" and gpt["numbers"]["best_val"] > 0
     assert bigram["chapter"] == "book/01-bigram" and bigram["status"] == "ok" and bigram["minutes"] > 0
     assert bigram["numbers"]["n_chars"] == 1115394 and 2 < bigram["numbers"]["bigram_val"] < 5
     assert failed == {**failed, "chapter": str(broken), "status": "failed", "cell": 2,
@@ -124,11 +126,22 @@ def test_dry_run_archive_holds_the_executed_notebooks(dry_run):
     archive = out / gpu_book.ARCHIVE
     assert archive.stat().st_size < gpu_book.ARCHIVE_LIMIT_MB * 1e6
     manifest, notebooks = gpu_html.read_archive(archive)
-    assert manifest["chapters"] == {"book/01-bigram": "ok", str(broken): "failed"}
+    assert manifest["chapters"] == {"book/01-bigram": "ok", "book/03-gpt": "ok", str(broken): "failed"}
     bigram = nbformat.reads(notebooks["book/01-bigram"].decode(), as_version=4)
     nbformat.validate(bigram)
     assert bigram.metadata["buildgpt"]["profile"] == "smoke"
     assert all(cell.outputs for cell in bigram.cells if cell.cell_type == "code" and "glue(" in cell.source)
+
+
+def test_dry_run_results_hold_chapter_3s_run_and_its_origin(dry_run):
+    """What the CPU book's results box reads: chapter 3's numbers, curve and sample, and where it ran."""
+    _, out, _ = dry_run
+    results = json.loads((out / gpu_book.RESULTS).read_text())
+    assert results["run"]["gpu"] == "CPU (a dry run)" and results["run"]["profile"] == "smoke"
+    gpt = results["gpt"]
+    assert len(gpt["steps"]) == len(gpt["train"]) == len(gpt["val"]) > 1 and gpt["sample"]
+    manifest, _ = gpu_html.read_archive(out / gpu_book.ARCHIVE)
+    assert manifest["results"] == results
 
 
 def test_gpu_html_refuses_foreign_stale_and_failed_archives(tmp_path):
