@@ -1,5 +1,5 @@
-"""`torchrun ... -m buildgpt.cli train` on 2 gloo CPU ranks: a rank killed mid-run, then --resume with
---fsdp from the DDP run's checkpoint, then a single process resuming from the FSDP2 run's."""
+"""`torchrun ... -m buildgpt.cli train` on 2 gloo CPU ranks: a rank killed mid-run, its last checkpoint
+resumed in one process, and that one's resumed on 2 ranks with --fsdp."""
 
 from __future__ import annotations
 
@@ -58,16 +58,19 @@ def test_a_killed_rank_stops_the_run_and_resume_continues_from_its_checkpoint(tm
     assert "rank      : 1" in output and f"pid: {victim}" in output and "SIGKILL" in output, output[-3000:]
 
     kept = checkpoint.load(out / "last.safetensors")  # intact, whatever step it was written at
-    resumed = distributed.launch(train_args(out, "--resume", "--fsdp", "--max-iters", str(kept.step + 2)), 2,
+    assert len(kept.rng_state) == 4  # rank 0's batches, evaluation, dropout, then rank 1's batches
+
+    # The distributed run's checkpoint, resumed in one process: one more step.
+    assert cli.main(["train", "shakespeare-char", "--out-dir", str(out), "--resume",
+                     "--max-iters", str(kept.step + 1)]) == 0
+    single = checkpoint.load(out / "last.safetensors")
+    assert single.step == kept.step + 1
+
+    # One process's checkpoint, written without FSDP2, resumed on 2 ranks with it.
+    resumed = distributed.launch(train_args(out, "--resume", "--fsdp", "--max-iters", str(single.step + 2)), 2,
                                  env=smoke_env, timeout=120)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert resumed.stderr.count("parameters, seed") == 1  # only rank 0 speaks
     after = checkpoint.load(out / "last.safetensors")
-    assert after.step == kept.step + 2
-    assert len(after.rng_state) == 4  # rank 0's batches, evaluation, dropout, then rank 1's batches
-    assert after.meta["history"]["steps"][:len(kept.meta["history"]["steps"])] == kept.meta["history"]["steps"]
-
-    # The FSDP2 run's checkpoint, resumed in one process: one more step.
-    assert cli.main(["train", "shakespeare-char", "--out-dir", str(out), "--resume",
-                     "--max-iters", str(after.step + 1)]) == 0
-    assert checkpoint.load(out / "last.safetensors").step == after.step + 1
+    assert after.step == single.step + 2
+    assert after.meta["history"]["steps"][:len(single.meta["history"]["steps"])] == single.meta["history"]["steps"]

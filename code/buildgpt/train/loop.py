@@ -9,8 +9,8 @@ checkpoints written atomically, exact resume, bf16 autocast and `torch.compile` 
 a stop with a clear message if the loss stops being a number.
 
 On several processes (`torchrun`, a DDP or FSDP2 model) every rank takes its own batches and
-evaluates; only rank 0 shows progress and writes checkpoints; gradients are synchronised only
-on the last micro-step of an accumulation.
+evaluates; only rank 0 shows progress and writes checkpoints (every rank helps gather a sharded
+model's state for them); gradients are synchronised only on the last micro-step of an accumulation.
 """
 
 from __future__ import annotations
