@@ -94,6 +94,12 @@ def test_one_process_without_torchrun_needs_no_group(monkeypatch):
         distributed.start("mps")
 
 
+def test_a_batch_that_does_not_split_evenly_is_refused():
+    d = distributed.Dist(rank=0, world_size=3, backend="gloo")
+    with pytest.raises(ValueError, match="batch of 8 does not split evenly across 3 ranks"):
+        distributed_runs.run_steps(MODEL, RUN, d)
+
+
 def test_free_port_is_a_loopback_port_nobody_holds():
     port = distributed.free_port()
     with socket.socket() as s:

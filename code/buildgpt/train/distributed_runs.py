@@ -70,6 +70,8 @@ def run_steps(model_config: GPTConfig, config: TrainConfig, d: distributed.Dist,
     `config.batch_size` is the whole batch: each of the `d.world_size` ranks takes its share.
     Example: `run_steps(model, config, distributed.Dist())[1][-1]` are the final weights of one process.
     """
+    if config.batch_size % d.world_size:
+        raise ValueError(f"a batch of {config.batch_size} does not split evenly across {d.world_size} ranks")
     torch.manual_seed(config.seed)
     model = distributed.wrap(GPT(model_config), d, fsdp)
     rows = []
