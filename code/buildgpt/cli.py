@@ -105,6 +105,8 @@ def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | 
 
 
 def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None) -> int:
+    if distributed.under_torchrun():  # every process would train its own copy and write the same files
+        raise ValueError("the calculator trains in one process; under torchrun, train a text preset")
     profile = profiles.current()
     settings = profile.settings("calculator")
     fmt = ArithmeticFormat(reverse=True, width=settings.digits, trace=settings.trace)
