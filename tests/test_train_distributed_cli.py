@@ -74,3 +74,10 @@ def test_a_killed_rank_stops_the_run_and_resume_continues_from_its_checkpoint(tm
     after = checkpoint.load(out / "last.safetensors")
     assert after.step == single.step + 2
     assert after.meta["history"]["steps"][:len(single.meta["history"]["steps"])] == single.meta["history"]["steps"]
+
+
+def test_the_calculator_refuses_torchrun(monkeypatch, capsys):
+    for key, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["train", "calculator"]) == 2
+    assert "the calculator trains in one process" in capsys.readouterr().err
