@@ -11,6 +11,7 @@
 # (gpu-book.json) and this log (gpu-book.log). Here, `make gpu-html ARCHIVE=OUTDIR/gpu-book.tar.gz`
 # builds the HTML book from the archive.
 #
+# Where the tree has no .git, GPU_BOOK_COMMIT=<hash> names the commit for the results' label.
 # For a dry run on a CPU machine: GPU_BOOK_PROFILE=smoke (or cpu) runs the same path, and
 # GPU_BOOK_INSTALL=0 with PYTHON=.venv/bin/python uses an environment that has the packages.
 set -euo pipefail

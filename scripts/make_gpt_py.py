@@ -1,0 +1,269 @@
+"""Assemble the learner's takeaway, `gpt.py`: the whole lecture GPT in one file that imports only
+torch (and the standard library), from loading tinyshakespeare to a sample.
+
+Every class and function comes from the package's own source (`inspect.getsource`), so the file
+cannot drift from what the book shows and tests; what the lecture does not use (the position,
+norm and attention variants, numpy token files, checkpoints, many processes) is cut out by name,
+and an edit that no longer applies stops the assembly. The run sizes of each profile come from
+`buildgpt.settings` (chapter 3's). Only the short script around them is written here.
+
+    python scripts/make_gpt_py.py [OUT.py]   (default: _build/gpt/gpt.py)
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import sys
+import textwrap
+from dataclasses import fields
+from pathlib import Path
+
+from buildgpt.data import batches
+from buildgpt.infer import sampling
+from buildgpt.nn import attention, loss, model, norms, positions
+from buildgpt.settings.chapters import settings_for
+from buildgpt.settings.profiles import PROFILES
+from buildgpt.tokenizers import chars
+from buildgpt.train import loop
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "_build" / "gpt" / "gpt.py"
+# The lecture's model: each part fixed, so the config keeps only what the lecture varies.
+MODEL_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "mlp")
+TRAIN_FIELDS = ("max_iters", "eval_interval", "eval_iters", "batch_size", "learning_rate", "min_lr",
+                "warmup_iters", "decay_lr", "weight_decay", "beta1", "beta2", "grad_clip", "seed")
+
+
+def statement_name(node: ast.AST) -> str | None:
+    """How `drop` names a statement: a def, field or assignment by its name, an `if` by its test, a `for` loop
+    as written."""
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return node.name
+    if isinstance(node, ast.AnnAssign):
+        return ast.unparse(node.target)
+    if isinstance(node, ast.Assign):
+        return ast.unparse(node.targets[0])
+    if isinstance(node, ast.If):
+        return ast.unparse(node.test)
+    if isinstance(node, ast.For):
+        return f"for {ast.unparse(node.target)} in {ast.unparse(node.iter)}"
+    return None
+
+
+def piece(obj, drop: tuple[str, ...] = (), edits: tuple[tuple[str, str], ...] = ()) -> str:
+    """`obj`'s source as the package has it, less the statements named in `drop` (members, fields,
+    checks of arguments the script always gets right), with each (old, new) edit applied once."""
+    lines = inspect.getsource(obj).splitlines(keepends=True)
+    cut, found = set(), set()
+    for node in ast.walk(ast.parse("".join(lines)).body[0]):
+        name = statement_name(node) if isinstance(node, ast.stmt) and node.col_offset > 0 else None
+        if name in drop:
+            start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+            cut.update(range(start - 1, node.end_lineno))
+            found.add(name)
+    if missing := [name for name in drop if name not in found]:
+        raise SystemExit(f"make_gpt_py: {obj.__qualname__} has no {', '.join(missing)} any more; update the script")
+    text = re.sub(r"\n{3,}", "\n\n", "".join(line for i, line in enumerate(lines) if i not in cut))
+    for old, new in edits:
+        if text.count(old) != 1:
+            raise SystemExit(f"make_gpt_py: {obj.__qualname__} no longer contains {old!r}; update the script")
+        text = text.replace(old, new)
+    return text.rstrip() + "\n"
+
+
+CHARS_CHECK = "len(set(chars)) != len(chars) or any((len(c) != 1 for c in chars))"
+ENCODE_CHECK = """try:
+            return [self.stoi[c] for c in text]
+        except KeyError:
+            position = next(i for i, c in enumerate(text) if c not in self.stoi)
+            c = text[position]
+            raise ValueError(
+                f"character {c!r} (U+{ord(c):04X}) at position {position} is not in the "
+                f"vocabulary of {self.vocab_size} characters; remove it, or build the "
+                "tokenizer from text that contains it"
+            ) from None"""
+
+
+def unused(cls, keep: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls) if f.name not in keep)
+
+
+def arguments(config, names: tuple[str, ...]) -> str:
+    """`config`'s values that differ from its class's defaults, as keyword arguments."""
+    default = type(config)()
+    return ", ".join(f"{n}={getattr(config, n)!r}" for n in names if getattr(config, n) != getattr(default, n))
+
+
+def profile_sizes() -> str:
+    """Chapter 3's run sizes under each profile, as the package's settings give them."""
+    rows = []
+    for name in PROFILES:
+        s = settings_for("gpt", name)
+        model_args = arguments(s.model, MODEL_FIELDS[1:])
+        train_lines = textwrap.wrap(f"TrainConfig({arguments(s.train, TRAIN_FIELDS)})),", 104, subsequent_indent=" " * 12)
+        rows.append(f'    "{name}": (GPTConfig({model_args}),\n' + "\n".join(" " * 8 + line for line in train_lines))
+    return ("PROFILES = {  # chapter 3's sizes (buildgpt.settings): smoke for tests, cpu for a laptop, gpu\n"
+            + "\n".join(rows) + "\n}\n")
+
+
+HEADER = '''"""The lecture's GPT in one file: tinyshakespeare in, a Shakespeare-like sample out.
+
+Assembled by scripts/make_gpt_py.py from the `buildgpt` package that the book "Building GPT"
+imports and tests; every class and function below is the package's own code, cut down to the
+lecture's path. Run it: `python gpt.py` (BUILDGPT_PROFILE=smoke|cpu|gpu; default gpu with CUDA).
+It reads tinyshakespeare from ./input.txt, from $BUILDGPT_DATA_MIRROR, or downloads it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import urllib.request
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+Dropout = nn.Dropout  # the package's own dropout (chapter 3) only draws its mask faster on a CPU
+'''
+
+GLUE = '''
+def make_norm(config: GPTConfig) -> nn.Module:
+    return LayerNorm(config.n_embd, config.bias)
+
+
+def make_attention(config: GPTConfig) -> nn.Module:
+    return MultiHeadAttention(config.n_embd, config.n_head, config.dropout, config.bias)
+
+
+def make_feed_forward(config: GPTConfig) -> nn.Module:
+    return FeedForward(config)
+
+
+def make_positions(config: GPTConfig) -> nn.Module:
+    return LearnedPositions(config.block_size, config.n_embd)
+'''
+
+MAIN = '''
+URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+
+
+def load_text() -> str:
+    """tinyshakespeare: ./input.txt or the data mirror ($BUILDGPT_DATA_MIRROR), else downloaded."""
+    mirror = Path(os.environ.get("BUILDGPT_DATA_MIRROR", ".")) / "tinyshakespeare" / "input.txt"
+    if not mirror.is_file() and not Path("input.txt").is_file():
+        urllib.request.urlretrieve(URL, "input.txt")
+    return (mirror if mirror.is_file() else Path("input.txt")).read_text(encoding="utf-8")
+
+
+@torch.no_grad()
+def estimate_loss(model: GPT, splits: dict, config: TrainConfig, device: str) -> dict[str, float]:
+    """The mean loss of `eval_iters` random batches of each split, in eval mode (one batch is noisy)."""
+    model.eval()
+    losses = {name: sum(model(*get_batch(data, config.batch_size, model.config.block_size, device))[1].item()
+                        for _ in range(config.eval_iters)) / config.eval_iters for name, data in splits.items()}
+    model.train()
+    return losses
+
+
+def train(model: GPT, splits: dict, config: TrainConfig, device: str) -> None:
+    """nanoGPT's loop: evaluate now and then, set this step's learning rate, step on a batch."""
+    optimizer = make_optimizer(model, config, device)
+    generator = torch.Generator().manual_seed(config.seed)
+    for step in range(config.max_iters + 1):
+        if step % config.eval_interval == 0 or step == config.max_iters:
+            losses = estimate_loss(model, splits, config, device)
+            print(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}", flush=True)
+        if step == config.max_iters:
+            return
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(step)
+        _, loss = model(*get_batch(splits["train"], config.batch_size, model.config.block_size, device, generator))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+
+
+@torch.no_grad()
+def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, **sampling) -> torch.Tensor:
+    """The lecture's sampling loop: crop to the window, predict the next token, sample it, append."""
+    model.eval()
+    for _ in range(max_new_tokens):
+        logits, _ = model(idx[:, -model.config.block_size:])
+        idx = torch.cat((idx, sample_next(logits[:, -1, :], **sampling)), dim=1)
+    return idx
+
+
+def main() -> str:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    profile = os.environ.get("BUILDGPT_PROFILE") or ("gpu" if device == "cuda" else "cpu")
+    model_config, train_config = PROFILES[profile]
+    text = load_text()
+    tokenizer = CharTokenizer.from_text(text)
+    train_data, val_data = train_val_split(torch.tensor(tokenizer.encode(text), dtype=torch.long))
+    torch.manual_seed(train_config.seed)
+    model = GPT(replace(model_config, vocab_size=tokenizer.vocab_size)).to(device)
+    print(f"profile {profile} on {device}: {model.num_params():,} parameters")
+    train(model, {"train": train_data, "val": val_data}, train_config, device)
+    prompt = torch.tensor([tokenizer.encode("\\n")], device=device)
+    out = generate(model, prompt, 500, temperature=0.8, top_k=40, generator=torch.Generator(device).manual_seed(7))
+    sample = tokenizer.decode(out[0].tolist())
+    print(sample)
+    return sample
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def assemble() -> str:
+    parts = [
+        HEADER,
+        "# ---- the data: characters to ids, a train/val split, random windows (chapter 1)",
+        piece(chars.CharTokenizer, drop=("save", "load", "not chars", "not text", "for i in ids", "ids", CHARS_CHECK),
+              edits=((ENCODE_CHECK, "return [self.stoi[c] for c in text]"),)),
+        piece(batches.train_val_split, drop=("not 0 < train_fraction < 1",)),
+        piece(batches.get_batch, drop=("isinstance(data, np.ndarray)", "len(data) < block_size + 1"), edits=(
+            ("torch.Tensor | np.ndarray", "torch.Tensor"),
+            ("`data` is a tensor, or a numpy array such as a memory-mapped token file, of which only the\n"
+             "    windows are read.\n", "`data` is a tensor of token ids.\n"))),
+        "# ---- the model: attention (chapter 2), then the GPT (chapter 3)",
+        f"IGNORE_INDEX = {loss.IGNORE_INDEX}  # a target equal to this is not scored", piece(loss.cross_entropy),
+        piece(attention.causal_mask), piece(attention.attention_weights),
+        piece(attention.Head, drop=("self.last_weights",)), piece(attention.MultiHeadAttention, drop=("n_embd % n_head", "last_weights")),
+        piece(norms.LayerNorm), piece(positions.LearnedPositions, drop=("start + T > self.num_embeddings",)),
+        piece(model.GPTConfig, drop=(*unused(model.GPTConfig, MODEL_FIELDS), "__post_init__", "to_dict", "from_dict"),
+              edits=(("@dataclass(frozen=True)  # shared presets: change a copy (dataclasses.replace), never in place",
+                      "@dataclass(frozen=True)"), ("one of MLPS (exercise 4)", '"relu" or "gelu"'))),
+        piece(model.FeedForward, drop=("config.mlp not in ('relu', 'gelu')",)), GLUE, piece(model.Block), piece(model.GPT, drop=("attention_maps",)),
+        "# ---- training and sampling (chapter 3)",
+        piece(loop.TrainConfig, drop=(*unused(loop.TrainConfig, TRAIN_FIELDS), "__post_init__")),
+        piece(loop.make_optimizer),
+        piece(sampling.sample_next, drop=("top_p is not None and top_p < 1",), edits=(
+            ("top_k: int | None = None,\n                top_p: float | None = None, generator",
+             "top_k: int | None = None,\n                generator"),
+            ("top-k keeps the k likeliest tokens; top-p keeps the smallest set whose probability\n"
+             "    reaches p. Both cut off", "top-k keeps the k likeliest tokens: it cuts off"))),
+        profile_sizes(),
+        MAIN,
+    ]
+    return "\n\n".join(part.strip("\n") + "\n" for part in parts)
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0]) if argv else DEFAULT_OUT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(assemble())
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,96 @@
+"""The learner's takeaway, gpt.py (scripts/make_gpt_py.py): short, torch only, runs on its own,
+and its model is the package's model: the same logits for the same weights."""
+
+from __future__ import annotations
+
+import ast
+import io
+import os
+import runpy
+import subprocess
+import sys
+import time
+import tokenize
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from buildgpt.nn.model import GPT, GPTConfig
+from buildgpt.settings.chapters import settings_for
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import make_gpt_py  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def gpt_py(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("takeaway") / "gpt.py"
+    assert make_gpt_py.main([str(path)]) == 0
+    return path
+
+
+def lines_of_code(source: str) -> int:
+    """Lines holding code: not blank, not only a comment, not a docstring (as cloc counts Python)."""
+    docstrings = set()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            docstrings.update(range(body[0].lineno, body[0].end_lineno + 1))
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+    code = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type not in skip:
+            code.update(n for n in range(token.start[0], token.end[0] + 1) if n not in docstrings)
+    return len(code)
+
+
+def test_it_is_short_and_imports_only_torch(gpt_py):
+    source = gpt_py.read_text()
+    assert lines_of_code(source) <= 250
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module.split(".")[0])
+    assert imported - sys.stdlib_module_names - {"__future__"} == {"torch"}
+
+
+@pytest.mark.skipif(not os.environ.get("BUILDGPT_DATA_MIRROR"), reason="BUILDGPT_DATA_MIRROR is not set")
+def test_it_runs_alone_under_smoke_to_a_sample(gpt_py):
+    # -I: no PYTHONPATH, no user site; and buildgpt made unimportable, as on a machine without it.
+    code = "import runpy, sys; sys.modules['buildgpt'] = None; runpy.run_path('gpt.py', run_name='__main__')"
+    env = {**os.environ, "BUILDGPT_PROFILE": "smoke"}
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-I", "-c", code], cwd=gpt_py.parent, env=env,
+                            capture_output=True, text=True, timeout=120)
+    seconds = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr
+    assert seconds < 30, f"gpt.py took {seconds:.0f} s under smoke"
+    steps = settings_for("gpt", "smoke").train.max_iters
+    before, _, sample = result.stdout.partition(f"step {steps}: ")
+    assert "profile smoke on" in before and "val loss" in sample
+    assert len(sample.split("\n", 1)[1].strip()) > 100  # the 500 sampled characters, after the last step's line
+
+
+@pytest.mark.parametrize("profile", ["smoke", "gpu"])
+def test_its_model_gives_the_package_models_logits(gpt_py, profile):
+    takeaway = runpy.run_path(str(gpt_py))  # not as __main__: defines, does not train
+    # gpt.py's attention is the lecture's per-head one; the package's default is the fused path.
+    config = replace(settings_for("gpt", profile).model, attention="per_head")
+    torch.manual_seed(0)
+    package = GPT(config).eval()
+    ours = takeaway["GPT"](takeaway["GPTConfig"](**{name: getattr(config, name) for name in make_gpt_py.MODEL_FIELDS}))
+    ours.load_state_dict(package.state_dict(), strict=True)
+    ours.eval()
+    idx = torch.randint(config.vocab_size, (2, config.block_size))
+    targets = torch.randint(config.vocab_size, (2, config.block_size))
+    with torch.no_grad():
+        (theirs_logits, theirs_loss), (our_logits, our_loss) = package(idx, targets), ours(idx, targets)
+    torch.testing.assert_close(our_logits, theirs_logits, rtol=0, atol=0)
+    torch.testing.assert_close(our_loss, theirs_loss, rtol=0, atol=0)
+    assert takeaway["GPTConfig"]() == takeaway["GPTConfig"](**{n: getattr(GPTConfig(), n) for n in make_gpt_py.MODEL_FIELDS})
