@@ -93,7 +93,7 @@ def test_sample_prints_the_prompt_and_its_continuation(trained, capsys):
 def test_sample_greedy_with_and_without_cache(trained, capsys):
     """Exactly the same text with float32 weights; the default float16 copy runs the same loop."""
     args = ["sample", ckpt(trained), "--prompt", "KING:", "--max-new-tokens", "20", "--temperature", "0"]
-    assert main(args + ["--full-precision"]) == 0
+    assert main(args + ["--weights", "fp32"]) == 0
     cached = capsys.readouterr().out
     assert main(args + ["--no-cache"]) == 0
     assert capsys.readouterr().out == cached

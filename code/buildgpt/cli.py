@@ -2,6 +2,7 @@
 
     buildgpt train shakespeare-char                  # sizes follow BUILDGPT_PROFILE
     buildgpt sample checkpoints/shakespeare-char/best.safetensors --prompt "ROMEO:"
+    buildgpt quantize checkpoints/shakespeare-char/best.safetensors --format int8   # then sample from it
     buildgpt train calculator                        # exercise 2: + - * / with the working shown
     buildgpt calc checkpoints/calculator/best.safetensors "1234*56"   # no expression: one per line from stdin
     buildgpt train novels-char                       # exercise 3: pretrain on the novels
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -25,6 +27,7 @@ from .infer.calculator import Calculator, CalculatorInputError, accuracy_by_oper
 from .infer.generate import generate_stream
 from .infer.half_weights import with_half_weights
 from .infer.load import load_char_model, load_model
+from .infer.quantize import FORMATS, quantize_model, save_quantized, weight_bytes
 from .nn.model import GPT
 from .settings import profiles
 from .tokenizers.chars import CharTokenizer
@@ -33,6 +36,7 @@ from .train.evaluate import split_loss
 from .train.loop import History, TrainConfig, TrainingDiverged, train
 
 PRESETS = ("shakespeare-char", "novels-char")
+WEIGHTS = {"int4": "q4_0"}  # the names people use for ggml's formats
 
 
 def run_config(schedule: TrainConfig, out_dir: str, resume: bool, max_iters: int | None, seed: int | None) -> TrainConfig:
@@ -145,12 +149,35 @@ def calc(path: str, expression: str | None) -> int:
     return 0
 
 
-def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
-           top_p: float | None, seed: int | None, use_cache: bool, half_weights: bool = True) -> int:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+def sample_model(path: str, device: str, weights: str | None, use_cache: bool):
+    """The model to sample from, with its weights in `weights` (None: fp16 for a cached decode, else as stored)."""
     model, ckpt = load_model(path, device)
-    if use_cache and half_weights:
+    stored = ckpt.meta.get("weights", "fp32")
+    weights = WEIGHTS.get(weights, weights) or (stored if stored != "fp32" else "fp16" if use_cache else "fp32")
+    if stored != "fp32" and weights != stored:
+        raise checkpoint.CheckpointError(f"{path} holds {stored} weights; it cannot be sampled as {weights}. "
+                                         "Quantize the float32 checkpoint it came from instead")
+    if stored == "fp32" and weights == "fp16":
         model = with_half_weights(model)
+    elif stored == "fp32" and weights != "fp32":
+        model = quantize_model(model, weights)
+    return model, ckpt
+
+
+def quantize(path: str, format: str, out: str | None) -> int:
+    model, ckpt = load_model(path, "cpu", weights="fp32")
+    format = WEIGHTS.get(format, format)
+    target = out or str(Path(path).with_suffix(f".{format}.safetensors"))
+    save_quantized(target, model, format, ckpt.meta, ckpt.step)
+    print(f"{format} weights of {path}: {weight_bytes(quantize_model(model, format)) / 1e6:.2f} MB "
+          f"(float32: {weight_bytes(model) / 1e6:.2f} MB), written to {target}")
+    return 0
+
+
+def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
+           top_p: float | None, seed: int | None, use_cache: bool, weights: str | None = None) -> int:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, ckpt = sample_model(path, device, weights, use_cache)
     if ckpt.meta.get("tokenizer", {}).get("type") != "char":
         raise checkpoint.CheckpointError(f"{path} holds no character tokenizer; was it written by `buildgpt train`?")
     tokenizer = CharTokenizer(ckpt.meta["tokenizer"]["chars"])
@@ -196,8 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--top-p", type=float, default=None)
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--no-cache", action="store_true", help="recompute the whole context every step")
-    s.add_argument("--full-precision", action="store_true",
-                   help="keep float32 weights for the one-token steps (default: a float16 copy, faster)")
+    s.add_argument("--weights", choices=["fp32", "fp16", *FORMATS, *WEIGHTS],
+                   help="weights to decode with (default: a float16 copy for the cached one-token steps, or the "
+                        "checkpoint's own quantized format); int4 is q4_0")
+    q = commands.add_parser("quantize", help="write a checkpoint's weights as int8, q8_0 or q4_0 (int4)")
+    q.add_argument("checkpoint")
+    q.add_argument("--format", required=True, choices=[*FORMATS, *WEIGHTS])
+    q.add_argument("--out", help="where to write it (default: beside it, e.g. best.int8.safetensors)")
     c = commands.add_parser("calc", help="a trained calculator: its working as it writes it, the answer, "
                                          "checked against Python")
     c.add_argument("checkpoint")
@@ -213,8 +245,10 @@ def main(argv: list[str] | None = None) -> int:
                                 args.init_from)
         if args.command == "calc":
             return calc(args.checkpoint, args.expression)
+        if args.command == "quantize":
+            return quantize(args.checkpoint, args.format, args.out)
         return sample(args.checkpoint, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
-                      args.top_p, args.seed, not args.no_cache, not args.full_precision)
+                      args.top_p, args.seed, not args.no_cache, args.weights)
     except (ValueError, CalculatorInputError, checkpoint.CheckpointError, registry.DatasetError,
             PreparedCorpusError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,18 +7,29 @@ import os
 from ..nn.model import GPT, GPTConfig
 from ..tokenizers.chars import CharTokenizer
 from ..train.checkpoint import Checkpoint, CheckpointError, load
+from .quantize import FORMATS, quantize_model
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[GPT, Checkpoint]:
+def load_model(path: str | os.PathLike, device: str = "cpu", weights: str | None = None) -> tuple[GPT, Checkpoint]:
     """A GPT rebuilt from a checkpoint's config and weights, in eval mode.
 
+    `weights` is the format the caller expects ("fp32", or a format of `quantize.FORMATS`); a
+    file in another one is refused, naming both. None takes whatever the file holds.
     Example: `model, ckpt = load_model("checkpoints/shakespeare-char/best.safetensors")`.
     """
     ckpt = load(path)
+    stored = ckpt.meta.get("weights", "fp32")
+    if weights is not None and stored != weights:
+        raise CheckpointError(f"{path} holds {stored} weights, not {weights}"
+                              + ("; use the float32 checkpoint it was quantized from" if stored != "fp32" else ""))
+    if stored != "fp32" and stored not in FORMATS:
+        raise CheckpointError(f"{path} holds weights in an unknown format {stored!r}")
     try:
         model = GPT(GPTConfig.from_dict(ckpt.model_config))
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path} has a damaged header ({type(e).__name__}: {e})") from None
+    if stored != "fp32":
+        model = quantize_model(model, stored)  # the structure; the values come from the file
     try:
         model.load_state_dict(ckpt.model_state)
     except RuntimeError as e:
@@ -34,7 +45,7 @@ def load_char_model(path: str | os.PathLike, device: str = "cpu", text: str | No
     with the characters named: mapping them to some other id would train on a lie.
     Example: `model, tokenizer, ckpt = load_char_model("checkpoints/novels-char/best.safetensors")`.
     """
-    model, ckpt = load_model(path, device)
+    model, ckpt = load_model(path, device, weights="fp32" if text is not None else None)
     tokenizer_meta = ckpt.meta.get("tokenizer") or {}
     if tokenizer_meta.get("type") != "char":
         raise CheckpointError(f"{path} is not a character-level model (its meta.tokenizer is {tokenizer_meta or None}); "

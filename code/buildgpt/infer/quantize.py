@@ -18,11 +18,15 @@ only the packed weights and turns them back into a float32 matrix when it runs.
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..train import checkpoint
 
 FORMATS = ("int8", "q8_0", "q4_0")
 BLOCK = 32  # weights per block of q8_0 and q4_0
@@ -140,3 +144,12 @@ def quantize_model(model: nn.Module, format: str) -> nn.Module:
 def weight_bytes(model: nn.Module) -> int:
     """Bytes of every parameter and buffer: what the model holds in memory, or on disk in safetensors."""
     return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+
+def save_quantized(path: str | os.PathLike, model: nn.Module, format: str, meta: dict, step: int = 0) -> Path:
+    """Quantize `model` to `format` and write it as a checkpoint that `load.load_model` reads back.
+
+    Example: `save_quantized("checkpoints/shakespeare-char/best.int8.safetensors", model, "int8", ckpt.meta)`.
+    """
+    meta = {k: v for k, v in meta.items() if k != "history"} | {"weights": format}
+    return checkpoint.save(path, quantize_model(model, format), step=step, meta=meta)
