@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
+import multiprocessing
+import os
 
 import numpy as np
 import pytest
@@ -133,3 +135,30 @@ def test_the_real_novels_split_by_book_with_one_vocabulary(mirror, tmp_path):
     first_val = manifest["books"][9]
     text = "".join(c.chars[i] for i in c.val[:first_val["chars"]])
     assert sha(text.encode()) == first_val["sha256"]  # the tenth book, whole and exact
+
+
+def test_processes_preparing_at_once_prepare_once_and_all_get_the_files(corpus, monkeypatch, tmp_path):
+    """As torchrun's ranks do on a first run: one prepares while the others wait, then reuse its files."""
+    log = tmp_path / "prepared-by"
+    real = prepared._prepare
+
+    def logged(*args, **kwargs):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prepared, "_prepare", logged)
+    def rank():
+        with open(tmp_path / f"length-{os.getpid()}", "w") as f:
+            f.write(str(len(corpus().train)))
+
+    context = multiprocessing.get_context("fork")  # the children inherit the test's registry; nothing is pickled
+    ranks = [context.Process(target=rank) for _ in range(3)]
+    for p in ranks:
+        p.start()
+    for p in ranks:
+        p.join(60)
+    assert [p.exitcode for p in ranks] == [0, 0, 0]
+    lengths = {f.read_text() for f in tmp_path.glob("length-*")}
+    assert len(lengths) == 1 and int(lengths.pop()) > 0
+    assert len(log.read_text().split()) == 1

@@ -11,6 +11,7 @@ Example: `corpus = prepare_corpus("gutenberg-novels")`, then `corpus.batches(blo
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -102,8 +103,16 @@ def prepare_corpus(corpus: str = "gutenberg-novels", extra_texts: tuple[str, ...
     folder = Path(folder) if folder else registry.cache_dir() / "prepared" / f"{corpus}-char"
     key = _key(corpus, extra_texts)
     registry.path(corpus)  # the corpus is present and matches its sha256, or a clear error
-    if (prepared := _load_if_valid(folder, key)) is not None:
-        return prepared
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Several processes (torchrun's ranks) may ask at once: one prepares, the others wait and reuse.
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (prepared := _load_if_valid(folder, key)) is not None:
+            return prepared
+        return _prepare(corpus, extra_texts, folder, key, progress)
+
+
+def _prepare(corpus: str, extra_texts: tuple[str, ...], folder: Path, key: dict, progress: bool) -> PreparedCorpus:
     shutil.rmtree(folder, ignore_errors=True)  # stale or damaged: nothing in it is reused
     folder.mkdir(parents=True)
     manifest = json.loads(registry.path(f"{corpus}-manifest").read_text(encoding="utf-8"))
