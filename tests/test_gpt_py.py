@@ -1,5 +1,5 @@
-"""The learner's takeaway, gpt.py (scripts/make_gpt_py.py): short, torch only, runs on its own,
-and its model is the package's model: the same logits for the same weights."""
+"""The learner's takeaway, gpt.py and gpt.ipynb (buildgpt_book/takeaway.py): short, torch only,
+runs on its own, and its model is the package's model: the same logits for the same weights."""
 
 from __future__ import annotations
 
@@ -14,23 +14,20 @@ import tokenize
 from dataclasses import replace
 from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 
 from buildgpt.nn.model import GPT, GPTConfig
 from buildgpt.settings.chapters import settings_for
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import make_gpt_py  # noqa: E402
+from buildgpt_book import takeaway
 
 
 @pytest.fixture(scope="module")
 def gpt_py(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("takeaway") / "gpt.py"
-    assert make_gpt_py.main([str(path)]) == 0
-    return path
+    folder = tmp_path_factory.mktemp("takeaway")
+    takeaway.write(folder)
+    return folder / "gpt.py"
 
 
 def lines_of_code(source: str) -> int:
@@ -77,14 +74,28 @@ def test_it_runs_alone_under_smoke_to_a_sample(gpt_py):
     assert len(sample.split("\n", 1)[1].strip()) > 100  # the 500 sampled characters, after the last step's line
 
 
+@pytest.mark.skipif(not os.environ.get("BUILDGPT_DATA_MIRROR"), reason="BUILDGPT_DATA_MIRROR is not set")
+def test_the_notebook_is_the_script_with_its_sample_at_the_bottom(gpt_py, tmp_path, monkeypatch):
+    monkeypatch.setenv("BUILDGPT_PROFILE", "smoke")
+    takeaway.write(tmp_path, execute=True, timeout=120)
+    book = nbformat.read(tmp_path / "gpt.ipynb", as_version=4)
+    nbformat.validate(book)
+    code = [cell for cell in book.cells if cell.cell_type == "code"]
+    script = gpt_py.read_text().split('"""\n\n', 1)[1]  # after the docstring, which is the title cell
+    kept = [line for line in script.splitlines() if not line.startswith(("# ---- ", "if __name__"))]  # headings
+    assert "\n".join(cell.source for cell in code).split() == "\n".join(kept).split()
+    last = "".join(output.get("text", "") for output in code[-1].outputs)
+    assert "profile smoke on" in last and len(last.rsplit("val loss", 1)[1]) > 100
+
+
 @pytest.mark.parametrize("profile", ["smoke", "gpu"])
 def test_its_model_gives_the_package_models_logits(gpt_py, profile):
-    takeaway = runpy.run_path(str(gpt_py))  # not as __main__: defines, does not train
+    ours_module = runpy.run_path(str(gpt_py))  # not as __main__: defines, does not train
     # gpt.py's attention is the lecture's per-head one; the package's default is the fused path.
     config = replace(settings_for("gpt", profile).model, attention="per_head")
     torch.manual_seed(0)
     package = GPT(config).eval()
-    ours = takeaway["GPT"](takeaway["GPTConfig"](**{name: getattr(config, name) for name in make_gpt_py.MODEL_FIELDS}))
+    ours = ours_module["GPT"](ours_module["GPTConfig"](**{name: getattr(config, name) for name in takeaway.MODEL_FIELDS}))
     ours.load_state_dict(package.state_dict(), strict=True)
     ours.eval()
     idx = torch.randint(config.vocab_size, (2, config.block_size))
@@ -93,4 +104,4 @@ def test_its_model_gives_the_package_models_logits(gpt_py, profile):
         (theirs_logits, theirs_loss), (our_logits, our_loss) = package(idx, targets), ours(idx, targets)
     torch.testing.assert_close(our_logits, theirs_logits, rtol=0, atol=0)
     torch.testing.assert_close(our_loss, theirs_loss, rtol=0, atol=0)
-    assert takeaway["GPTConfig"]() == takeaway["GPTConfig"](**{n: getattr(GPTConfig(), n) for n in make_gpt_py.MODEL_FIELDS})
+    assert ours_module["GPTConfig"]() == ours_module["GPTConfig"](**{n: getattr(GPTConfig(), n) for n in takeaway.MODEL_FIELDS})

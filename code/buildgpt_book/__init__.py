@@ -6,6 +6,8 @@
 - A download button for each chapter's executed notebook, outputs included.
 - No thebe assets (live code is off; its script would name a CDN).
 - The cell timeout follows the run profile (`buildgpt.profiles.CELL_TIMEOUT`); pages are light.
+- The learner's takeaway, `_build/gpt/gpt.py` and `gpt.ipynb` (`takeaway.py`), which the intro and
+  chapter 3 offer for download; the notebook is executed whenever the chapters are.
 """
 
 from __future__ import annotations
@@ -30,6 +32,19 @@ def _configure(app, config):
     config.nb_execution_timeout = CELL_TIMEOUT[profile_name()]
     # Plotly's figures are drawn for a light page; an unset mode also logs a JavaScript error.
     config.html_context.setdefault("default_mode", "light")
+
+
+def _takeaway(app):
+    """Assemble gpt.py and gpt.ipynb where the downloads of the intro and chapter 3 point
+    (`/_build/gpt/`, under the source folder), and run the notebook if the book runs its chapters."""
+    if not list(Path(app.srcdir).glob("book/03-gpt.*")):
+        return  # a book without chapter 3 (the tests' small books) offers no takeaway
+    from buildgpt.settings.profiles import CELL_TIMEOUT, profile_name
+
+    from .takeaway import write
+
+    write(Path(app.srcdir) / "_build" / "gpt", execute=app.config.nb_execution_mode != "off",
+          timeout=CELL_TIMEOUT[profile_name()])
 
 
 def _executed_notebook(app, docname: str) -> Path:
@@ -70,6 +85,7 @@ def _copy_plotly_js(app, exception):
 
 def setup(app):
     app.connect("config-inited", _configure)
+    app.connect("builder-inited", _takeaway)
     app.connect("html-page-context", _page_context, priority=400)  # before the theme's buttons (501)
     app.connect("html-page-context", _drop_thebe, priority=900)  # after every extension has added its assets
     app.connect("build-finished", _copy_plotly_js)

@@ -1,5 +1,5 @@
-"""Assemble the learner's takeaway, `gpt.py`: the whole lecture GPT in one file that imports only
-torch (and the standard library), from loading tinyshakespeare to a sample.
+"""The learner's takeaway, `gpt.py` and `gpt.ipynb`: the whole lecture GPT in one file that imports
+only torch (and the standard library), from loading tinyshakespeare to a sample.
 
 Every class and function comes from the package's own source (`inspect.getsource`), so the file
 cannot drift from what the book shows and tests; what the lecture does not use (the position,
@@ -7,7 +7,8 @@ norm and attention variants, numpy token files, checkpoints, many processes) is 
 and an edit that no longer applies stops the assembly. The run sizes of each profile come from
 `buildgpt.settings` (chapter 3's). Only the short script around them is written here.
 
-    python scripts/make_gpt_py.py [OUT.py]   (default: _build/gpt/gpt.py)
+The book build writes both into `_build/gpt/` and executes the notebook (the extension in
+`__init__.py`); by hand: `python -m buildgpt_book.takeaway OUTDIR [--execute]`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from buildgpt.settings.profiles import PROFILES
 from buildgpt.tokenizers import chars
 from buildgpt.train import loop
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "_build" / "gpt" / "gpt.py"
 # The lecture's model: each part fixed, so the config keeps only what the lecture varies.
 MODEL_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "mlp")
 TRAIN_FIELDS = ("max_iters", "eval_interval", "eval_iters", "batch_size", "learning_rate", "min_lr",
@@ -64,11 +63,11 @@ def piece(obj, drop: tuple[str, ...] = (), edits: tuple[tuple[str, str], ...] = 
             cut.update(range(start - 1, node.end_lineno))
             found.add(name)
     if missing := [name for name in drop if name not in found]:
-        raise SystemExit(f"make_gpt_py: {obj.__qualname__} has no {', '.join(missing)} any more; update the script")
+        raise RuntimeError(f"takeaway: {obj.__qualname__} has no {', '.join(missing)} any more; update the script")
     text = re.sub(r"\n{3,}", "\n\n", "".join(line for i, line in enumerate(lines) if i not in cut))
     for old, new in edits:
         if text.count(old) != 1:
-            raise SystemExit(f"make_gpt_py: {obj.__qualname__} no longer contains {old!r}; update the script")
+            raise RuntimeError(f"takeaway: {obj.__qualname__} no longer contains {old!r}; update the script")
         text = text.replace(old, new)
     return text.rstrip() + "\n"
 
@@ -110,7 +109,7 @@ def profile_sizes() -> str:
 
 HEADER = '''"""The lecture's GPT in one file: tinyshakespeare in, a Shakespeare-like sample out.
 
-Assembled by scripts/make_gpt_py.py from the `buildgpt` package that the book "Building GPT"
+Assembled by buildgpt_book/takeaway.py from the `buildgpt` package that the book "Building GPT"
 imports and tests; every class and function below is the package's own code, cut down to the
 lecture's path. Run it: `python gpt.py` (BUILDGPT_PROFILE=smoke|cpu|gpu; default gpu with CUDA).
 It reads tinyshakespeare from ./input.txt, from $BUILDGPT_DATA_MIRROR, or downloads it.
@@ -257,11 +256,48 @@ def assemble() -> str:
     return "\n\n".join(part.strip("\n") + "\n" for part in parts)
 
 
+def notebook(source: str):
+    """gpt.py as a notebook: its docstring as the title, a heading and a cell per section, and the
+    run in the last cell, so the sample is at the bottom."""
+    import nbformat.v4 as nbf
+
+    docstring, _, rest = source.partition('"""\n\n')
+    title, _, about = docstring.strip('"\n').partition("\n")
+    cells = [nbf.new_markdown_cell(f"# {title}\n\n{about.strip()}")]
+    body, _, run = rest.rpartition('if __name__ == "__main__":\n')
+    for section in body.split("# ---- "):
+        heading, _, code = section.partition("\n") if cells[1:] else ("", "", section)
+        if heading:
+            cells.append(nbf.new_markdown_cell(f"## {heading[0].upper()}{heading[1:]}"))
+        cells.append(nbf.new_code_cell(code.strip()))
+    cells += [nbf.new_markdown_cell("## Train, then sample"), nbf.new_code_cell(run.strip())]
+    return nbf.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                  "language": "python"}})
+
+
+def write(folder: Path, execute: bool = False, timeout: int = 900) -> None:
+    """gpt.py and gpt.ipynb into `folder`; with `execute`, the notebook is run there (its sample at the
+    bottom) under the active profile, in a fresh kernel."""
+    import nbformat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    source = assemble()
+    (folder / "gpt.py").write_text(source)
+    book = notebook(source)
+    if execute:
+        from nbclient import NotebookClient
+
+        NotebookClient(book, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(folder)}}).execute()
+    nbformat.write(book, folder / "gpt.ipynb")
+
+
 def main(argv: list[str]) -> int:
-    out = Path(argv[0]) if argv else DEFAULT_OUT
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(assemble())
-    print(out)
+    if not argv or argv[0].startswith("-"):
+        print("usage: python -m buildgpt_book.takeaway OUTDIR [--execute]", file=sys.stderr)
+        return 2
+    write(Path(argv[0]), execute="--execute" in argv[1:])
+    print(Path(argv[0]) / "gpt.ipynb")
     return 0
 
 
