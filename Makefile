@@ -32,7 +32,7 @@ test-fast: venv
 	$(PY) -m pytest -q -m "not slow and not browser"
 
 lint: venv
-	$(VENV)/bin/ruff check code tests benchmarks
+	$(VENV)/bin/ruff check code tests benchmarks scripts
 
 # Headless-Chromium check of the book built by `make book` (needs Debian's chromium), or of
 # another build: `make check-html HTML=_build/gpu-book/_build/html` (the gpu book, below).

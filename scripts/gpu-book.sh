@@ -42,7 +42,6 @@ main() {
         "${pip[@]}" -r scripts/gpu-requirements.txt .  # one call: a second would skip an existing bin/
         rm -rf build  # setuptools' scratch folder from building the package
         export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PATH="$site/bin:$PATH"
-        "$python" -c 'import buildgpt, ipykernel, jupytext, nbclient, plotly; from myst_nb import glue'
     fi
     export BUILDGPT_DATA_MIRROR="${BUILDGPT_DATA_MIRROR:-$bundle/data}"
     export TIKTOKEN_CACHE_DIR="${TIKTOKEN_CACHE_DIR:-$BUILDGPT_DATA_MIRROR/tiktoken-cache}"

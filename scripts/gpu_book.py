@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -35,6 +36,9 @@ ARCHIVE = "gpu-book.tar.gz"
 SUMMARY = "gpu-book.json"
 RESULTS = "gpu.json"  # committed as results/gpu.json once `make gpu-html` accepts the archive
 ARCHIVE_LIMIT_MB = 16
+# What the chapters and their runner import: the machine's own (torch ... regex), then the wheels'.
+NEEDED = ("torch", "numpy", "tqdm", "safetensors", "tiktoken", "regex", "buildgpt", "ipykernel", "jupytext",
+          "nbclient", "nbformat", "plotly", "myst_nb.ext.glue")
 GLUE_PREFIX = "application/papermill.record/"  # how myst-nb's glue(..., display=False) stores a value
 # A glued scalar as its text/plain form shows it: 1.47, 10_788_929, np.float64(1.47), tensor(1.4700)
 NUMBER = re.compile(r"^(?:[\w.]+\()?\s*(-?[\d_]*\.?\d+(?:[eE][-+]?\d+)?)\s*\)?$")
@@ -114,6 +118,17 @@ def check_wheels(folder: Path, requirements: Path) -> list[str]:
         else:
             problems.append(f"{name}=={version}: no wheel in {folder}")
     return problems
+
+
+def missing_modules() -> list[str]:
+    """The modules of NEEDED that do not import here, each with its error."""
+    missing = []
+    for name in NEEDED:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            missing.append(f"{name} ({error})")
+    return missing
 
 
 # -------------------------------------------------------------------- one chapter run
@@ -199,6 +214,9 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def run(out: Path, profile: str, chapters: list[str], minutes: float) -> int:
+    if missing := missing_modules():
+        print("error: before any chapter, these do not import: " + "; ".join(missing), file=sys.stderr)
+        return 2
     os.environ["BUILDGPT_PROFILE"] = profile  # every kernel inherits it
     import torch
 

@@ -97,6 +97,13 @@ def test_a_missing_wheel_stops_the_command_before_any_chapter(tmp_path):
     assert "no wheel in" in (tmp_path / "out" / "gpu-book.log").read_text()
 
 
+def test_a_module_that_does_not_import_stops_the_run_before_any_chapter(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gpu_book, "NEEDED", ("nbclient", "no_such_module_here"))
+    assert gpu_book.run(tmp_path, "smoke", ["book/01-bigram"], minutes=1) == 2
+    assert "no_such_module_here (No module named 'no_such_module_here')" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_without_cuda_the_gpu_command_stops_at_once(tmp_path):
     result = gpu_book_sh(tmp_path / "out")
