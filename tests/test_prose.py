@@ -34,6 +34,7 @@ ALLOWED_NAMES = [
     r"Q[48]_0",  # llama.cpp quantisation formats
     r"SHA-256",  # the checksum the data registry verifies
     r"FSDP2",  # PyTorch's fully sharded data parallel, second version
+    r"[AH]100|H200",  # GPUs
 ]
 # References, not measurements: chapter, exercise and section numbers, and citation years.
 ALLOWED_REFERENCES = [

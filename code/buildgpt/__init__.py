@@ -4,9 +4,10 @@ One subpackage per part of the book, one module per idea. Imports point one way 
 this list (tests/test_layering.py enforces it), so an early chapter's code never depends on a
 later one's:
 
-- `utils`: atomic files, progress bars, timing, `show_source` (the book's listings);
+- `utils`: atomic files, progress bars, timing, peak memory, `show_source` (the book's listings);
 - `data`: the dataset registry (`registry`, offline first), splits and batches (`batches`),
-  arithmetic problems as text (`arithmetic`, `arithmetic_steps`, exercise 2);
+  arithmetic problems as text (`arithmetic`, `arithmetic_steps`, exercise 2), a large corpus as
+  memory-mapped token files (`prepared`, exercise 3);
 - `tokenizers`: characters (`chars`, chapter 1) and byte-pair encoding (chapter 5: `textbook`,
   `fast`, `base`, `basic`, `regex`, `gpt4`);
 - `nn`: the model and its parts: `loss`, `bigram` (chapter 1); `attention` (chapter 2, plain);
@@ -16,10 +17,10 @@ later one's:
   `evaluate` (losses; bits per byte, chapter 6), `checkpoint`, `experiments` (controlled comparisons),
   `distributed`, `sharded`, `distributed_runs`, `scaling` (training on many processes: DDP, FSDP2, DCP);
 - `infer`: `sampling`, `kv_cache`, `generate`, `half_weights`, `load` (a model from a checkpoint),
-  `arithmetic` (batched exact-match grading, exercise 2);
-- `settings`: `profiles` (smoke / cpu / gpu) and `chapters` (each chapter's run sizes, from presets);
+  `arithmetic`, `calculator` (exercise 2), `quantize` and `weight_formats` (int8, Q8_0, Q4_0 weights);
+- `settings`: `profiles` (smoke / cpu / gpu), `types` and `chapters` (each chapter's run sizes, from presets);
 - `viz`: the interactive figures (`figures`, `tokens`);
-- `cli`: `buildgpt train | sample`.
+- `cli`: `buildgpt train | sample | quantize | calc`.
 
 Chapter by chapter, the modules it shows and the tests that prove them are listed in the
 README. Importing the package needs only torch, numpy and the small core dependencies: the

@@ -30,6 +30,7 @@ from .types import (
     BitsPerByteSettings,
     CalculatorSettings,
     DistributedSettings,
+    EfficiencySettings,
     GPTSettings,
     PretrainSettings,
     StudySettings,
@@ -163,6 +164,18 @@ SETTINGS: dict[str, dict[str, object]] = {
                                 replace(NANOGPT_SCHEDULE, max_iters=1500, eval_interval=250, eval_iters=50,
                                         learning_rate=3e-4, warmup_iters=50, min_lr=3e-5), max_gap=0.05,
                                 max_val_loss=1.40),
+    },
+    # Making it fast: attention's memory, bfloat16, the KV cache, quantized weights.
+    "efficiency": {
+        "smoke": EfficiencySettings((32, 64), (1, 2, 16), 4, (8, 16), TrainingRun(SMOKE_MODEL, SMOKE_SCHEDULE),
+                                    repeats=1, max_int8_change=0.05, max_q4_change=0.5),
+        "cpu": EfficiencySettings((64, 128, 256, 512, 1024, 2048), (1, 6, 64), 16, (32, 64, 128, 256),
+                                  TrainingRun(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=400, eval_interval=200)),
+                                  repeats=3, max_int8_change=0.01, max_q4_change=0.05),
+        "gpu": EfficiencySettings((64, 128, 256, 512, 1024, 2048, 4096), (8, 12, 64), 64, (32, 64, 128, 256),
+                                  TrainingRun(LECTURE_MODEL, replace(NANOGPT_SCHEDULE, max_iters=1000, eval_interval=500,
+                                                                     eval_iters=50)),
+                                  repeats=10, max_int8_change=0.01, max_q4_change=0.05),
     },
     # The BPE tokenizer chapter.
     "tokenizer": {
