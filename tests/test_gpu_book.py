@@ -97,6 +97,13 @@ def test_a_missing_wheel_stops_the_command_before_any_chapter(tmp_path):
     assert "no wheel in" in (tmp_path / "out" / "gpu-book.log").read_text()
 
 
+def test_chapters_after_the_runs_time_are_recorded_without_starting(tmp_path):
+    assert gpu_book.run(tmp_path, "smoke", ["book/01-bigram", "book/02-attention"], minutes=0) == 1
+    summary = json.loads((tmp_path / gpu_book.SUMMARY).read_text())
+    assert [(c["chapter"], c["status"], c["error"]) for c in summary["chapters"]] == [
+        (chapter, "failed", "not started: the run's time was up") for chapter in ("book/01-bigram", "book/02-attention")]
+
+
 def test_a_module_that_does_not_import_stops_the_run_before_any_chapter(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(gpu_book, "NEEDED", ("nbclient", "no_such_module_here"))
     assert gpu_book.run(tmp_path, "smoke", ["book/01-bigram"], minutes=1) == 2
