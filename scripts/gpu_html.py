@@ -88,6 +88,15 @@ def stage(notebooks: dict[str, bytes], chapters: list[str], partial: bool, into:
     (into / "_toc.yml").write_text(toc)
 
 
+def write_results(manifest: dict, path: Path) -> Path | None:
+    """A `gpu` run's results into `path` (results/gpu.json); a dry run's never replace them."""
+    if manifest["profile"] != "gpu" or not manifest.get("results"):
+        return None
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(manifest["results"], indent=1) + "\n")
+    return path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("archive", type=Path)
@@ -109,10 +118,8 @@ def main(argv=None) -> int:
         print(f"error: jupyter-book failed on the staged book in {args.stage}", file=sys.stderr)
         return 1
     print(f"gpu book ({manifest['profile']}, commit {manifest['commit']}, {manifest['device']}): {html}")
-    if manifest["profile"] == "gpu" and manifest["results"]:
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(manifest["results"], indent=1) + "\n")
-        print(f"{RESULTS.relative_to(ROOT)} now holds this run's results: commit it, and the CPU book shows them")
+    if written := write_results(manifest, RESULTS):
+        print(f"{written} now holds this run's results: commit it, and the CPU book's chapter 3 shows them")
     return 0
 
 

@@ -179,6 +179,15 @@ def test_gpu_html_refuses_foreign_stale_and_failed_archives(tmp_path):
         gpu_html.read_archive(tmp_path / "junk.tar.gz")
 
 
+def test_only_a_gpu_runs_results_become_results_gpu_json(tmp_path):
+    results = {"run": {"gpu": "NVIDIA H100 80GB HBM3", "commit": "abc123"}, "gpt": {"best_val": 1.47}}
+    target = tmp_path / "results" / "gpu.json"
+    assert gpu_html.write_results({"profile": "smoke", "results": results}, target) is None
+    assert not target.exists()
+    assert gpu_html.write_results({"profile": "gpu", "results": results}, target) == target
+    assert json.loads(target.read_text()) == results
+
+
 @needs_data
 def test_gpu_html_renders_the_archive_glue_included(dry_run, tmp_path):
     """The HTML comes from the stored outputs (no kernel runs), with the glued numbers in the prose."""
