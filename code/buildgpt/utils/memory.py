@@ -1,9 +1,11 @@
 """Peak memory of one piece of code, measured in a fresh Python process so nothing else counts.
 
 On a GPU, PyTorch's allocator keeps the peak (`torch.cuda.max_memory_allocated`). On a CPU it
-keeps no statistics, but the kernel does: a process's high-water mark of resident memory
-(`ru_maxrss`). Measured before and after the statement, in a process that has only done the
-setup, its growth is the statement's peak.
+keeps no statistics, but Linux does: a process's resident-memory high-water mark (`VmHWM` in
+/proc/self/status), which can be reset to the current size (`/proc/self/clear_refs`). Reset
+after the setup and read after the statement, its growth is the statement's peak. (`ru_maxrss`
+would not do: a child starts with its parent's high-water mark, so a big Jupyter kernel would
+hide everything below its own size.)
 """
 
 from __future__ import annotations
@@ -13,26 +15,33 @@ import subprocess
 import sys
 
 _MEASURE = """
-import resource, torch
+import torch
 {setup}
 cuda = {device!r}.startswith("cuda")
+
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+
 if cuda:
     torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); before = torch.cuda.memory_allocated()
 else:
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the high-water mark starts again from here
+    before = status("VmRSS")
 {statement}
 if cuda:
     torch.cuda.synchronize(); print(torch.cuda.max_memory_allocated() - before)
 else:
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
+    print(status("VmHWM") - before)
 """
 
 
 def peak_memory(statement: str, setup: str = "", device: str = "cpu") -> int:
     """Bytes by which peak memory grows while `statement` runs after `setup`, in a new process.
 
-    Growth below what the setup already reached is invisible on a CPU (a high-water mark only
-    rises), so measure statements that need more than the setup did.
     Example: `peak_memory("y = x * 2", "x = torch.ones(2**25)")` is about 134 MB.
     """
     code = _MEASURE.format(setup=setup, statement=statement, device=str(device))
