@@ -8,8 +8,9 @@
 # installs the wheels and the package into a folder of its own (torch stays the machine's),
 # executes every chapter of _toc.yml under BUILDGPT_PROFILE=gpu, and writes into OUTDIR the
 # executed notebooks (gpu-book.tar.gz), each chapter's minutes, status and numbers
-# (gpu-book.json) and this log (gpu-book.log). Here, `make gpu-html ARCHIVE=OUTDIR/gpu-book.tar.gz`
-# builds the HTML book from the archive.
+# (gpu-book.json), what chapter 3 recorded for the CPU book's results box (gpu.json) and this log
+# (gpu-book.log). Back on the CPU machine, `make gpu-html ARCHIVE=OUTDIR/gpu-book.tar.gz` builds
+# the HTML book from the archive and turns gpu.json into results/gpu.json.
 #
 # Where the tree has no .git, GPU_BOOK_COMMIT=<hash> names the commit for the results' label.
 # For a dry run on a CPU machine: GPU_BOOK_PROFILE=smoke (or cpu) runs the same path, and
