@@ -94,3 +94,11 @@ def test_attention_explorer_one_matrix_per_layer_and_head():
     assert [b.label for b in buttons][:2] == ["layer 1, head 1", "layer 1, head 2"]
     assert buttons[4].args[0]["visible"] == [False] * 4 + [True, False]
     assert torch.equal(torch.tensor(fig.data[5].z), torch.from_numpy(maps[1, 2]))
+
+
+def test_matrix_selector_shares_one_colour_range_across_the_menu():
+    """Each matrix on its own range would make every ALiBi head look the same."""
+    fig = figures.matrix_selector({"steep": [[0.0, -8.0], [float("nan"), 0.0]], "gentle": [[0.0, -1.0], [-1.0, 0.0]]},
+                                  ["a", "b"], ["a", "b"], "t")
+    assert {(t.zmin, t.zmax) for t in fig.data} == {(-8.0, 0.0)}
+    assert figures.matrix_selector({"m": [[0.5, 1.0]]}, ["a", "b"], ["r"], "t", zmin=0).data[0].zmin == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import plotly.graph_objects as go
 
 from ..train.loop import History
@@ -91,12 +92,20 @@ def bars(names: Sequence[str], values: Sequence[float], title: str, y_title: str
 def matrix_selector(matrices: Mapping[str, object], x_labels: Sequence[str], y_labels: Sequence[str], title: str,
                     x_title: str = "", y_title: str = "", colorbar_title: str = "", hover: str = "%{z:.3f}",
                     zmin: float | None = None) -> go.Figure:
-    """Several matrices on shared axes, one shown at a time, chosen from a menu."""
+    """Several matrices on shared axes, one shown at a time, chosen from a menu.
+
+    All share one colour range (from `zmin`, or the smallest value of any, to the largest), so
+    a colour means the same number whichever matrix is shown.
+    """
     names = list(matrices)
+    values = np.concatenate([np.asarray(m, dtype=float).ravel() for m in matrices.values()])
+    values = values[np.isfinite(values)]
+    low = zmin if zmin is not None else (float(values.min()) if values.size else None)
+    high = float(values.max()) if values.size else None
     fig = go.Figure()
     for i, name in enumerate(names):
         fig.add_trace(go.Heatmap(z=matrices[name], x=list(x_labels), y=list(y_labels), colorscale="Viridis",
-                                 zmin=zmin, visible=i == 0, colorbar=dict(title=colorbar_title),
+                                 zmin=low, zmax=high, visible=i == 0, colorbar=dict(title=colorbar_title),
                                  hovertemplate=hover + "<extra></extra>"))
     buttons = [dict(label=name, method="update", args=[{"visible": [j == i for j in range(len(names))]}])
                for i, name in enumerate(names)]
