@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -100,3 +101,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def smoke_cli(mirror_dir):
+    """A context for module-scoped command-line runs: the smoke profile, a private data cache in front
+    of the mirror, one thread. Example: `with smoke_cli(tmp_path_factory.mktemp("cache")): main([...])`."""
+    from buildgpt.settings import profiles
+
+    @contextlib.contextmanager
+    def context(cache: Path):
+        before = torch.get_num_threads()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(profiles.ENV_VAR, "smoke")
+            mp.setenv(registry.CACHE_VAR, str(cache))
+            mp.setenv(registry.MIRROR_VAR, str(mirror_dir))
+            torch.set_num_threads(1)
+            try:
+                yield
+            finally:
+                torch.set_num_threads(before)
+
+    return context

@@ -30,21 +30,13 @@ from buildgpt.train import checkpoint
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, mirror_dir) -> dict:
+def trained(tmp_path_factory, smoke_cli) -> dict:
     """One short smoke-profile run of shakespeare-char (20 steps), shared by the tests below."""
     out_dir = tmp_path_factory.mktemp("run")
     stdout, stderr = io.StringIO(), io.StringIO()
-    before = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(profiles.ENV_VAR, "smoke")
-        mp.setenv(registry.CACHE_VAR, str(tmp_path_factory.mktemp("cache")))
-        mp.setenv(registry.MIRROR_VAR, str(mirror_dir))
-        torch.set_num_threads(1)
-        try:
-            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-                rc = main(["train", "shakespeare-char", "--out-dir", str(out_dir), "--max-iters", "20"])
-        finally:
-            torch.set_num_threads(before)
+    with smoke_cli(tmp_path_factory.mktemp("cache")):
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            rc = main(["train", "shakespeare-char", "--out-dir", str(out_dir), "--max-iters", "20"])
     return {"rc": rc, "out_dir": out_dir, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
 
 

@@ -24,23 +24,16 @@ def run(argv: list[str]) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory, mirror_dir):
+def pretrained(tmp_path_factory, smoke_cli):
     """A 10-step smoke pretraining on the novels, prepared into a private cache, then a finetune from it."""
     out = tmp_path_factory.mktemp("runs")
-    before = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(profiles.ENV_VAR, "smoke")
-        mp.setenv(registry.CACHE_VAR, str(tmp_path_factory.mktemp("cache")))
-        mp.setenv(registry.MIRROR_VAR, str(mirror_dir))
-        torch.set_num_threads(1)
-        try:
-            pre = run(["train", "novels-char", "--out-dir", str(out / "novels"), "--max-iters", "10"])
-            fine = run(["train", "shakespeare-char", "--init-from", str(out / "novels" / "last.safetensors"),
-                        "--out-dir", str(out / "finetuned"), "--max-iters", "6"])
-            unmoved = run(["train", "shakespeare-char", "--init-from", str(out / "novels" / "last.safetensors"),
-                           "--out-dir", str(out / "zero-steps"), "--max-iters", "0"])
-        finally:
-            torch.set_num_threads(before)
+    start = str(out / "novels" / "last.safetensors")
+    with smoke_cli(tmp_path_factory.mktemp("cache")):
+        pre = run(["train", "novels-char", "--out-dir", str(out / "novels"), "--max-iters", "10"])
+        fine = run(["train", "shakespeare-char", "--init-from", start, "--out-dir", str(out / "finetuned"),
+                    "--max-iters", "6"])
+        unmoved = run(["train", "shakespeare-char", "--init-from", start, "--out-dir", str(out / "zero-steps"),
+                       "--max-iters", "0"])
     return {"out": out, "pre": pre, "fine": fine, "unmoved": unmoved}
 
 
