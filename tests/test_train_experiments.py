@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from buildgpt.nn.model import GPTConfig
-from buildgpt.train.experiments import Run, Summary, compare, extrapolation, run_study, summarize, train_variant
+from buildgpt.train.experiments import (
+    Run,
+    Summary,
+    compare,
+    extrapolation,
+    run_study,
+    summarize,
+    t_quantile,
+    train_variant,
+)
 from buildgpt.train.loop import History, TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,7 +62,7 @@ def summary(mean: float, std: float, n: int = 4) -> Summary:
 @pytest.mark.parametrize("candidate,baseline,verdict", [
     (summary(1.50, 0.02), summary(1.60, 0.02), "better"),        # lower loss, far beyond the noise
     (summary(1.70, 0.02), summary(1.60, 0.02), "worse"),
-    (summary(1.59, 0.02), summary(1.60, 0.02), "within noise"),  # 0.01 apart, noise 2 * 0.014
+    (summary(1.59, 0.02), summary(1.60, 0.02), "within noise"),  # 0.01 apart, each mean uncertain by 0.01
     (summary(1.50, 0.20), summary(1.60, 0.20), "within noise"),  # the same gap, but noisy seeds
     (summary(1.50, 0.0, n=1), summary(1.60, 0.0, n=1), "within noise"),  # one seed each: no claim
 ])
@@ -59,11 +70,26 @@ def test_compare(candidate, baseline, verdict):
     assert compare(candidate, baseline) == verdict
 
 
-def test_compare_threshold_is_z_combined_standard_errors():
-    base, candidate = summary(1.60, 0.02), summary(1.57, 0.02)  # sem 0.01 each: combined 0.01414
-    assert compare(candidate, base, z=2.0) == "better"   # 0.03 > 0.0283
-    assert compare(candidate, base, z=2.2) == "within noise"  # 0.03 < 0.0311
-    assert compare(base, candidate, z=2.0) == "worse"
+@pytest.mark.parametrize("df", [1, 2, 2.7, 4, 10, 57.3, 1000])
+def test_t_quantile_equals_scipys(df):
+    assert t_quantile(0.975, df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-9)
+    assert t_quantile(0.9, df) == pytest.approx(stats.t.ppf(0.9, df), rel=1e-9)
+
+
+@pytest.mark.parametrize("seeds", [(2, 2), (3, 3), (3, 5)])
+def test_compare_is_welchs_test(seeds):
+    """The verdict is 'within noise' exactly when scipy's Welch test gives p > 0.05."""
+    g = np.random.default_rng(0)
+    for _ in range(200):
+        x, y = g.normal(1.60, 0.02, seeds[0]), g.normal(1.60 + g.uniform(-0.06, 0.06), 0.02, seeds[1])
+        a, b = (Summary("v", float(v.mean()), float(v.std(ddof=1)), len(v), 1) for v in (x, y))
+        p = stats.ttest_ind(x, y, equal_var=False).pvalue
+        assert (compare(a, b) == "within noise") == (p > 0.05), (x, y, p)
+
+
+def test_two_seeds_need_a_t_not_a_z():
+    base, candidate = summary(1.60, 0.02, n=2), summary(1.56, 0.02, n=2)  # 2.8 standard errors apart
+    assert compare(candidate, base) == "within noise"  # the critical t at 2 degrees of freedom is 4.3
 
 
 # ---------------------------------------------------------------- a real (tiny) study
