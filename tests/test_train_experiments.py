@@ -87,6 +87,14 @@ def test_compare_is_welchs_test(seeds):
         assert (compare(a, b) == "within noise") == (p > 0.05), (x, y, p)
 
 
+def test_the_interval_of_a_mean_is_scipys_t_interval():
+    values = np.array([1.61, 1.58, 1.64])
+    s = Summary("v", float(values.mean()), float(values.std(ddof=1)), 3, 1)
+    expected = stats.t.interval(0.95, 2, loc=values.mean(), scale=stats.sem(values))
+    assert s.interval() == pytest.approx(expected, rel=1e-9)
+    assert Summary("v", 1.6, 0.0, 1, 1).interval() == (-math.inf, math.inf)
+
+
 def test_two_seeds_need_a_t_not_a_z():
     base, candidate = summary(1.60, 0.02, n=2), summary(1.56, 0.02, n=2)  # 2.8 standard errors apart
     assert compare(candidate, base) == "within noise"  # the critical t at 2 degrees of freedom is 4.3

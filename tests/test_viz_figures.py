@@ -102,3 +102,18 @@ def test_matrix_selector_shares_one_colour_range_across_the_menu():
                                   ["a", "b"], ["a", "b"], "t")
     assert {(t.zmin, t.zmax) for t in fig.data} == {(-8.0, 0.0)}
     assert figures.matrix_selector({"m": [[0.5, 1.0]]}, ["a", "b"], ["r"], "t", zmin=0).data[0].zmin == 0
+
+
+def test_dots_and_intervals_show_every_value_and_the_interval():
+    fig = figures.dots_and_intervals({"a": [1.0, 1.2, 1.1], "b": [2.0, 2.1]}, {"a": (0.9, 1.3), "b": (1.5, 2.6)}, "t")
+    means, dots = fig.data[0::2], fig.data[1::2]
+    assert [list(d.y) for d in dots] == [[1.0, 1.2, 1.1], [2.0, 2.1]]
+    assert means[0].y[0] == pytest.approx(1.1) and means[0].error_y.array[0] == pytest.approx(0.2)
+    assert means[1].error_y.arrayminus[0] == pytest.approx(0.55)
+
+
+def test_loss_curves_take_a_line_style_per_run():
+    h = History(steps=[0, 10], train=[3.0, 2.0], val=[3.1, 2.2])
+    fig = figures.loss_curves({"a (seed 0)": h, "a (seed 1)": h}, splits=("val",),
+                              lines={"a (seed 1)": dict(color="red", dash="dot")})
+    assert fig.data[1].line.color == "red" and fig.data[1].line.dash == "dot" and fig.data[0].line.dash is None

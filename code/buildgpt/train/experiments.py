@@ -73,6 +73,13 @@ class Summary:
         """Standard error of the mean."""
         return self.std / math.sqrt(self.n) if self.n > 1 else math.inf
 
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Student's t interval for the mean over seeds (infinite with one seed)."""
+        if self.n < 2:
+            return -math.inf, math.inf
+        half = t_quantile(0.5 + confidence / 2, self.n - 1) * self.sem
+        return self.mean - half, self.mean + half
+
 
 def summarize(runs: list[Run]) -> dict[str, Summary]:
     by_variant: dict[str, list[Run]] = {}

@@ -23,15 +23,19 @@ def char_label(c: str) -> str:
 
 
 def loss_curves(runs: History | Mapping[str, History], title: str = "Loss during training",
-                splits: Sequence[str] = ("train", "val")) -> go.Figure:
-    """Train (dashed) and val (solid) loss against step, for one run or several overlaid."""
+                splits: Sequence[str] = ("train", "val"), lines: Mapping[str, dict] | None = None) -> go.Figure:
+    """Train (dashed) and val (solid) loss against step, for one run or several overlaid.
+
+    `lines` may give a run its line style, e.g. one colour per variant and a dash per seed.
+    """
     runs = {"": runs} if isinstance(runs, History) else runs
     fig = go.Figure()
     for name, history in runs.items():
         prefix = f"{name} " if name else ""
         for split in splits:
+            style = {"dash": "dash" if split == "train" else None, **(lines or {}).get(name, {})}
             fig.add_scatter(x=history.steps, y=getattr(history, split), mode="lines+markers",
-                            name=f"{prefix}{split}", line=dict(dash="dash" if split == "train" else None))
+                            name=f"{prefix}{split}", line=style, hovertemplate="%{y:.3f}")
     fig.update_layout(title=title, xaxis_title="step", yaxis_title="cross-entropy loss (nats)",
                       hovermode="x unified", height=420)
     return fig
@@ -78,6 +82,23 @@ def curves(series: Mapping[str, tuple[Sequence, Sequence]], title: str, x_title:
         fig.add_scatter(x=list(xs), y=list(ys), mode="lines+markers", name=name)
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=420,
                       xaxis_type="log" if log_x else None)
+    return fig
+
+
+def dots_and_intervals(points: Mapping[str, Sequence[float]], intervals: Mapping[str, tuple[float, float]],
+                       title: str, y_title: str = "") -> go.Figure:
+    """Every measurement as a dot, with each group's interval as a bar around its mean: the spread in view,
+    on an axis that shows all of it."""
+    fig = go.Figure()
+    for name, values in points.items():
+        low, high = intervals[name]
+        mean = sum(values) / len(values)
+        fig.add_scatter(x=[name], y=[mean], mode="markers", marker=dict(symbol="line-ew-open", size=24),
+                        error_y=dict(type="data", symmetric=False, array=[high - mean], arrayminus=[mean - low]),
+                        name=name, hovertemplate=f"{name}: mean %{{y:.3f}}, interval {low:.3f} to {high:.3f}<extra></extra>")
+        fig.add_scatter(x=[name] * len(values), y=list(values), mode="markers", marker=dict(color="black", size=7),
+                        showlegend=False, hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>")
+    fig.update_layout(title=title, yaxis_title=y_title, showlegend=False, height=450)
     return fig
 
 
