@@ -60,7 +60,7 @@ def test_a_quantized_checkpoint_is_not_taken_for_float32_nor_the_reverse(fp32_ch
     with pytest.raises(checkpoint.CheckpointError, match="holds fp32 weights, not int8"):
         load_model(fp32_checkpoint, weights="int8")
     with pytest.raises(checkpoint.CheckpointError, match="holds int8 weights, not fp32"):
-        load_char_model(fp32_checkpoint + ".int8", text="ab")  # finetuning needs float32 weights
+        load_char_model(fp32_checkpoint + ".int8", "ab")  # finetuning needs float32 weights
     capsys.readouterr()
     assert main(["quantize", fp32_checkpoint + ".int8", "--format", "q4_0"]) == 2  # quantizing twice
     assert "holds int8 weights, not fp32" in capsys.readouterr().err

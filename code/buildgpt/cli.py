@@ -26,7 +26,7 @@ from .data.prepared import PreparedCorpusError, prepare_corpus
 from .infer.calculator import Calculator, CalculatorInputError, accuracy_by_operation, calculator_meta
 from .infer.generate import generate_stream
 from .infer.half_weights import with_half_weights
-from .infer.load import load_char_model, load_model
+from .infer.load import char_tokenizer, load_char_model, load_model
 from .infer.quantize import FORMATS, quantize_model, save_quantized, weight_bytes
 from .nn.model import GPT
 from .settings import profiles
@@ -178,9 +178,7 @@ def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_
            top_p: float | None, seed: int | None, use_cache: bool, weights: str | None = None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, ckpt = sample_model(path, device, weights, use_cache)
-    if ckpt.meta.get("tokenizer", {}).get("type") != "char":
-        raise checkpoint.CheckpointError(f"{path} holds no character tokenizer; was it written by `buildgpt train`?")
-    tokenizer = CharTokenizer(ckpt.meta["tokenizer"]["chars"])
+    tokenizer = char_tokenizer(ckpt, path)
     ids = tokenizer.encode(prompt or "\n")
     if len(ids) > model.config.block_size:
         print(f"(the prompt has {len(ids)} tokens; only its last {model.config.block_size} fit the "

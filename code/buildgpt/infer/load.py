@@ -37,24 +37,32 @@ def load_model(path: str | os.PathLike, device: str = "cpu", weights: str | None
     return model.to(device).eval(), ckpt
 
 
-def load_char_model(path: str | os.PathLike, device: str = "cpu", text: str | None = None
-                    ) -> tuple[GPT, CharTokenizer, Checkpoint]:
-    """A character-level GPT from a checkpoint with its vocabulary; with `text`, checked to encode all of it.
+def char_tokenizer(ckpt: Checkpoint, path: str | os.PathLike) -> CharTokenizer:
+    """The character vocabulary a checkpoint was trained with, checked against its model's vocab_size.
 
-    Finetuning on text with a character the pretrained model has no embedding for is refused,
-    with the characters named: mapping them to some other id would train on a lie.
-    Example: `model, tokenizer, ckpt = load_char_model("checkpoints/novels-char/best.safetensors")`.
+    Example: `tokenizer = char_tokenizer(load("best.safetensors"), "best.safetensors")`.
     """
-    model, ckpt = load_model(path, device, weights="fp32" if text is not None else None)
     tokenizer_meta = ckpt.meta.get("tokenizer") or {}
     if tokenizer_meta.get("type") != "char":
         raise CheckpointError(f"{path} is not a character-level model (its meta.tokenizer is {tokenizer_meta or None}); "
                               "use a checkpoint written by `buildgpt train shakespeare-char` or `novels-char`")
     tokenizer = CharTokenizer(tokenizer_meta["chars"])
-    if tokenizer.vocab_size != model.config.vocab_size:
-        raise CheckpointError(f"{path}: vocab_size is {model.config.vocab_size} but its tokenizer has "
+    if tokenizer.vocab_size != ckpt.model_config.get("vocab_size"):
+        raise CheckpointError(f"{path}: vocab_size is {ckpt.model_config.get('vocab_size')} but its tokenizer has "
                               f"{tokenizer.vocab_size} characters")
-    if text is not None and (missing := sorted(set(text) - set(tokenizer.chars))):
+    return tokenizer
+
+
+def load_char_model(path: str | os.PathLike, text: str, device: str = "cpu") -> tuple[GPT, CharTokenizer, Checkpoint]:
+    """A float32 character-level GPT from a checkpoint, with its vocabulary, checked to encode all of `text`.
+
+    For training on `text` (finetuning) or scoring it. A character the model has no embedding
+    for is refused, with the characters named: mapping it to some other id would train on a lie.
+    Example: `model, tokenizer, ckpt = load_char_model("checkpoints/novels-char/best.safetensors", text)`.
+    """
+    model, ckpt = load_model(path, device, weights="fp32")
+    tokenizer = char_tokenizer(ckpt, path)
+    if missing := sorted(set(text) - set(tokenizer.chars)):
         raise ValueError(f"the text has {len(missing)} characters that the vocabulary of {path} lacks: "
                          f"{''.join(missing)!r}; the model has no embedding for them. Remove them from the text, "
                          "or pretrain with a vocabulary that includes them")
