@@ -65,12 +65,9 @@ def heatmap(matrix, x_labels: Sequence[str], y_labels: Sequence[str], title: str
 
 def lines(x: Sequence, series: Mapping[str, Sequence[float]], title: str, x_title: str = "", y_title: str = "",
           log_x: bool = False, log_y: bool = False) -> go.Figure:
-    """Several named curves over the same x values."""
-    fig = go.Figure()
-    for name, ys in series.items():
-        fig.add_scatter(x=list(x), y=list(ys), mode="lines+markers", name=name)
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=420, hovermode="x unified",
-                      xaxis_type="log" if log_x else None, yaxis_type="log" if log_y else None)
+    """Several named curves over the same x values (`curves` with one x for all), hovered together."""
+    fig = curves({name: (x, ys) for name, ys in series.items()}, title, x_title, y_title, log_x)
+    fig.update_layout(hovermode="x unified", yaxis_type="log" if log_y else None)
     return fig
 
 
