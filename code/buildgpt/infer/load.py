@@ -6,6 +6,7 @@ import os
 
 from ..nn.model import GPT, GPTConfig
 from ..tokenizers.chars import CharTokenizer
+from ..tokenizers.chat import ChatTokenizer
 from ..train.checkpoint import Checkpoint, CheckpointError, load
 from .quantize import FORMATS, quantize_model
 
@@ -37,8 +38,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu", weights: str | None
     return model.to(device).eval(), ckpt
 
 
-def char_tokenizer(ckpt: Checkpoint, path: str | os.PathLike) -> CharTokenizer:
-    """The character vocabulary a checkpoint was trained with, checked against its model's vocab_size.
+def char_tokenizer(ckpt: Checkpoint, path: str | os.PathLike) -> CharTokenizer | ChatTokenizer:
+    """The character vocabulary a checkpoint was trained with, checked against its model's vocab_size:
+    a `ChatTokenizer` if it was chat-tuned (its meta names special tokens), else a `CharTokenizer`.
 
     Example: `tokenizer = char_tokenizer(load("best.safetensors"), "best.safetensors")`.
     """
@@ -46,14 +48,18 @@ def char_tokenizer(ckpt: Checkpoint, path: str | os.PathLike) -> CharTokenizer:
     if tokenizer_meta.get("type") != "char":
         raise CheckpointError(f"{path} is not a character-level model (its meta.tokenizer is {tokenizer_meta or None}); "
                               "use a checkpoint written by `buildgpt train shakespeare-char` or `novels-char`")
-    tokenizer = CharTokenizer(tokenizer_meta["chars"])
+    try:
+        tokenizer = (ChatTokenizer.from_meta(tokenizer_meta) if "special_tokens" in tokenizer_meta
+                     else CharTokenizer(tokenizer_meta["chars"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path} has a damaged tokenizer in its header ({type(e).__name__}: {e})") from None
     if tokenizer.vocab_size != ckpt.model_config.get("vocab_size"):
         raise CheckpointError(f"{path}: vocab_size is {ckpt.model_config.get('vocab_size')} but its tokenizer has "
-                              f"{tokenizer.vocab_size} characters")
+                              f"{tokenizer.vocab_size} tokens")
     return tokenizer
 
 
-def load_char_model(path: str | os.PathLike, text: str, device: str = "cpu") -> tuple[GPT, CharTokenizer, Checkpoint]:
+def load_char_model(path: str | os.PathLike, text: str, device: str = "cpu") -> tuple[GPT, CharTokenizer | ChatTokenizer, Checkpoint]:
     """A float32 character-level GPT from a checkpoint, with its vocabulary, checked to encode all of `text`.
 
     For training on `text` (finetuning) or scoring it. A character the model has no embedding
@@ -62,7 +68,8 @@ def load_char_model(path: str | os.PathLike, text: str, device: str = "cpu") -> 
     """
     model, ckpt = load_model(path, device, weights="fp32")
     tokenizer = char_tokenizer(ckpt, path)
-    if missing := sorted(set(text) - set(tokenizer.chars)):
+    chars = tokenizer.base.chars if isinstance(tokenizer, ChatTokenizer) else tokenizer.chars
+    if missing := sorted(set(text) - set(chars)):
         raise ValueError(f"the text has {len(missing)} characters that the vocabulary of {path} lacks: "
                          f"{''.join(missing)!r}; the model has no embedding for them. Remove them from the text, "
                          "or pretrain with a vocabulary that includes them")
