@@ -5,6 +5,7 @@
     buildgpt quantize checkpoints/shakespeare-char/best.safetensors --format int8   # then sample from it
     buildgpt train calculator                        # exercise 2: + - * / with the working shown
     buildgpt calc checkpoints/calculator/best.safetensors "1234*56"   # no expression: one per line from stdin
+    buildgpt chat checkpoints/chat/best.safetensors  # talk to a chat-tuned model; /reset, /temperature X, /quit
     buildgpt train novels-char                       # exercise 3: pretrain on the novels
     buildgpt train shakespeare-char --init-from checkpoints/novels-char/best.safetensors   # then finetune
     torchrun --nproc-per-node 2 -m buildgpt.cli train shakespeare-char [--fsdp]   # data parallel, N processes
@@ -24,6 +25,7 @@ from .data.arithmetic import OPS, VOCAB, ArithmeticBatches, ArithmeticFormat, he
 from .data.batches import TokenBatches, train_val_split
 from .data.prepared import PreparedCorpusError, prepare_corpus
 from .infer.calculator import Calculator, CalculatorInputError, accuracy_by_operation, calculator_meta
+from .infer.chat_session import ChatSession, run_repl
 from .infer.generate import generate_stream
 from .infer.half_weights import with_half_weights
 from .infer.load import char_tokenizer, load_char_model, load_model
@@ -193,6 +195,13 @@ def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_
     return 0
 
 
+def chat(path: str, temperature: float, top_k: int | None, max_new_tokens: int, device: str | None) -> int:
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    run_repl(ChatSession.from_checkpoint(path, device, temperature=temperature, top_k=top_k,
+                                         max_new_tokens=max_new_tokens))
+    return 0  # Ctrl-C at the prompt ends the session as Ctrl-D does
+
+
 def expression_not_option(argv: list[str]) -> list[str]:
     """`buildgpt calc CKPT -5+3`: an expression that starts with a minus is not an option (argparse would say so)."""
     if len(argv) >= 3 and argv[0] == "calc" and argv[2][:1] == "-" and argv[2][1:2].isdigit():
@@ -232,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
                                          "checked against Python")
     c.add_argument("checkpoint")
     c.add_argument("expression", nargs="?", help='a op b, e.g. "1234*56"; without it, one expression per line from stdin')
+    h = commands.add_parser("chat", help="talk to a chat-tuned checkpoint, its answers streamed")
+    h.add_argument("checkpoint")
+    h.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    h.add_argument("--top-k", type=int, default=None)
+    h.add_argument("--max-new-tokens", type=int, default=256, help="the longest answer, in tokens")
+    h.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     args = parser.parse_args(expression_not_option(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "train" and args.preset == "calculator":
@@ -243,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                                 args.init_from)
         if args.command == "calc":
             return calc(args.checkpoint, args.expression)
+        if args.command == "chat":
+            return chat(args.checkpoint, args.temperature, args.top_k, args.max_new_tokens, args.device)
         if args.command == "quantize":
             return quantize(args.checkpoint, args.format, args.out)
         return sample(args.checkpoint, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
