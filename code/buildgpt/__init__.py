@@ -7,20 +7,23 @@ later one's:
 - `utils`: atomic files, progress bars, timing, peak memory, `show_source` (the book's listings);
 - `data`: the dataset registry (`registry`, offline first), splits and batches (`batches`),
   arithmetic problems as text (`arithmetic`, `arithmetic_steps`, exercise 2), a large corpus as
-  memory-mapped token files (`prepared`, exercise 3);
+  memory-mapped token files (`prepared`, exercise 3), Shakespeare on request (`instructions`, the assistant);
 - `tokenizers`: characters (`chars`, chapter 1) and byte-pair encoding (chapter 5: `textbook`,
-  `fast`, `base`, `basic`, `regex`, `gpt4`);
+  `fast`, `base`, `basic`, `regex`, `gpt4`), the chat format (`chat`);
 - `nn`: the model and its parts: `loss`, `bigram` (chapter 1); `attention` (chapter 2, plain);
   `dropout`, `norms`, `model` (chapter 3); `batched_attention` (exercise 1); `positions`
   (chapter 4); `causal_attention` (the fast and general attention the GPT runs); `abacus` (exercise 2);
+  `surgery` (room for new tokens);
 - `train`: `objectives` (batch sources, loss functions), `loop` (the one training loop),
   `evaluate` (losses; bits per byte, chapter 6), `checkpoint`, `experiments` (controlled comparisons),
-  `distributed`, `sharded`, `distributed_runs`, `scaling` (training on many processes: DDP, FSDP2, DCP);
+  `distributed`, `sharded`, `distributed_runs`, `scaling` (training on many processes: DDP, FSDP2, DCP),
+  `alignment` (SFT and DPO);
 - `infer`: `sampling`, `kv_cache`, `generate`, `half_weights`, `load` (a model from a checkpoint),
-  `arithmetic`, `calculator` (exercise 2), `quantize` and `weight_formats` (int8, Q8_0, Q4_0 weights);
+  `arithmetic`, `calculator` (exercise 2), `quantize` and `weight_formats` (int8, Q8_0, Q4_0 weights),
+  `assistant`, `chat_session` and `export_hf` (the assistant: answers checked, a chat, Hugging Face);
 - `settings`: `profiles` (smoke / cpu / gpu), `types` and `chapters` (each chapter's run sizes, from presets);
 - `viz`: the interactive figures (`figures`, `tokens`);
-- `cli`: `buildgpt train | sample | quantize | calc`.
+- `cli`: `buildgpt train | sample | quantize | calc | chat | export-hf`.
 
 Chapter by chapter, the modules it shows and the tests that prove them are listed in the
 README. Importing the package needs only torch, numpy and the small core dependencies: the

@@ -26,6 +26,7 @@ from .data.batches import TokenBatches, train_val_split
 from .data.prepared import PreparedCorpusError, prepare_corpus
 from .infer.calculator import Calculator, CalculatorInputError, accuracy_by_operation, calculator_meta
 from .infer.chat_session import ChatSession, run_repl
+from .infer.export_hf import export_hf
 from .infer.generate import generate_stream
 from .infer.half_weights import with_half_weights
 from .infer.load import char_tokenizer, load_char_model, load_model
@@ -247,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--top-k", type=int, default=None)
     h.add_argument("--max-new-tokens", type=int, default=256, help="the longest answer, in tokens")
     h.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    e = commands.add_parser("export-hf", help="write a checkpoint as a Hugging Face transformers GPT-2 model and tokenizer")
+    e.add_argument("checkpoint")
+    e.add_argument("out_dir")
+    e.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is not empty")
     args = parser.parse_args(expression_not_option(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "train" and args.preset == "calculator":
@@ -260,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
             return calc(args.checkpoint, args.expression)
         if args.command == "chat":
             return chat(args.checkpoint, args.temperature, args.top_k, args.max_new_tokens, args.device)
+        if args.command == "export-hf":
+            try:
+                print(f"wrote {export_hf(args.checkpoint, args.out_dir, overwrite=args.overwrite)}")
+            except ModuleNotFoundError as missing:
+                raise ValueError(f"export-hf needs {missing.name}: pip install transformers tokenizers") from None
+            return 0
         if args.command == "quantize":
             return quantize(args.checkpoint, args.format, args.out)
         return sample(args.checkpoint, args.prompt, args.max_new_tokens, args.temperature, args.top_k,

@@ -1,0 +1,163 @@
+"""Shakespeare on request: a task whose answers code can check, for finetuning a GPT to follow instructions.
+
+A request names a speaker, a number of lines and a first word: "Write two lines for ROMEO,
+beginning with 'Come'." An answer meets it if its first line is the speaker's name as the plays
+write it ("ROMEO:"), then exactly that many lines of speech, the first of which begins with the
+word. Nothing here is a matter of taste, so "the model follows instructions better" becomes a
+number.
+
+The corpus supplies everything. Each short speech of tinyshakespeare (one to four lines, by a
+frequent speaker, beginning with a frequent first word) is a **demonstration**. A **preference
+pair** sets a demonstration (chosen) against the same speech spoiled in one way (rejected): the
+wrong speaker's name, a line too many or too few, or its first word swapped for another.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+NUMBER_WORDS = ("one", "two", "three", "four")  # line counts, spelled: tinyshakespeare's only digit is 3
+MAX_LINES = len(NUMBER_WORDS)
+FLAWS = ("speaker", "length", "word")
+
+
+@dataclass(frozen=True)
+class Speech:
+    speaker: str  # as the plays write it: "ROMEO", "First Citizen"
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Request:
+    speaker: str
+    n_lines: int
+    word: str  # the first word, letters only, as the plays write it: "Come"
+
+    def text(self) -> str:
+        """What the user writes. Example: `Request("ROMEO", 2, "Come").text()` is "Write two lines for ROMEO, beginning with 'Come'."."""
+        lines = "line" if self.n_lines == 1 else "lines"
+        return f"Write {NUMBER_WORDS[self.n_lines - 1]} {lines} for {self.speaker}, beginning with '{self.word}'."
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Which parts of a request an answer meets."""
+
+    speaker: bool
+    length: bool
+    word: bool
+
+    @property
+    def met(self) -> bool:
+        return self.speaker and self.length and self.word
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    request: Request
+    chosen: str  # meets the request
+    rejected: str  # misses it in the way `flaw` says
+    flaw: str  # one of FLAWS
+
+    def __post_init__(self):
+        if self.chosen == self.rejected:
+            raise ValueError(f"the preference pair for {self.request.text()!r} has two identical answers "
+                             f"({self.chosen!r}); a pair must differ to say which is better")
+
+
+def parse_speeches(text: str) -> list[Speech]:
+    """Every speech of a play's text: a "NAME:" line, then its lines, up to a blank line.
+
+    Example: `parse_speeches("ROMEO:\\nO, she doth teach the torches!\\n\\n")` is one speech of one line.
+    """
+    speeches = []
+    for block in text.split("\n\n"):
+        head, *lines = block.strip("\n").split("\n")
+        if lines and head.endswith(":") and all(lines):
+            speeches.append(Speech(head[:-1], tuple(lines)))
+    return speeches
+
+
+def first_word(line: str) -> str:
+    """The letters a line begins with, up to the first other character. Example: `first_word("Come, sir!") == "Come"`."""
+    return re.match(r"[A-Za-z]*", line).group()
+
+
+def answer_text(speaker: str, lines) -> str:
+    """An answer as the plays write a speech. Example: `answer_text("ROMEO", ["Ay."])` is "ROMEO:\\nAy."."""
+    return "\n".join([f"{speaker}:", *lines])
+
+
+def check(request: Request, answer: str) -> Verdict:
+    """Which parts of `request` the `answer` meets. Example: `check(Request("ROMEO", 1, "Ay"), "ROMEO:\\nAy.").met`."""
+    head, *lines = answer.split("\n")
+    return Verdict(speaker=head == f"{request.speaker}:",
+                   length=len(lines) == request.n_lines and all(line.strip() for line in lines),
+                   word=bool(lines) and first_word(lines[0]) == request.word)
+
+
+@dataclass
+class InstructionTask:
+    """The task built from a corpus's speeches: who may be asked for, which first words, and the demonstrations.
+
+    `speakers` are the most frequent speakers of short speeches and `words` their most frequent
+    first words, both counted in `speeches` (the training text), so every request asks for
+    something the corpus has plenty of.
+    Example: `task = InstructionTask.from_speeches(parse_speeches(train_text))`.
+    """
+
+    speakers: list[str]
+    words: list[str]
+
+    @classmethod
+    def from_speeches(cls, speeches: list[Speech], n_speakers: int = 40, n_words: int = 24) -> InstructionTask:
+        short = [s for s in speeches if len(s.lines) <= MAX_LINES]
+        speakers = [name for name, _ in Counter(s.speaker for s in short).most_common(n_speakers)]
+        counts = Counter(first_word(s.lines[0]) for s in short if s.speaker in speakers)
+        return cls(speakers, [w for w, _ in counts.most_common(n_words + 1) if w][:n_words])
+
+    def demonstrations(self, speeches: list[Speech]) -> list[tuple[Request, str]]:
+        """Each short speech by a known speaker that begins with a known word: the request it meets, and itself.
+
+        Example: `task.demonstrations(speeches)[0]` is `(Request(...), "SPEAKER:\\n...")`.
+        """
+        known_speakers, known_words = set(self.speakers), set(self.words)
+        return [(Request(s.speaker, len(s.lines), first_word(s.lines[0])), answer_text(s.speaker, s.lines))
+                for s in speeches
+                if s.speaker in known_speakers and len(s.lines) <= MAX_LINES and first_word(s.lines[0]) in known_words]
+
+    def requests(self, n: int, seed: int, exclude: set[Request] = frozenset()) -> list[Request]:
+        """`n` distinct requests drawn uniformly from speakers x lengths x words, none of them in `exclude`."""
+        pool = [Request(s, k, w) for s in self.speakers for k in range(1, MAX_LINES + 1) for w in self.words]
+        pool = [r for r in pool if r not in exclude]
+        if n > len(pool):
+            raise ValueError(f"asked for {n} requests, but only {len(pool)} are not excluded")
+        return random.Random(seed).sample(pool, n)
+
+    def preference_pairs(self, demos: list[tuple[Request, str]], seed: int) -> list[PreferencePair]:
+        """One pair per demonstration: the demonstration against itself spoiled by a flaw drawn from FLAWS."""
+        rng = random.Random(seed)
+        spare_lines = [line for _, answer in demos for line in answer.split("\n")[1:]]
+        pairs = []
+        for request, answer in demos:
+            flaw = rng.choice(FLAWS)
+            rejected = self._spoil(request, answer, flaw, rng, spare_lines)
+            assert check(request, answer).met and not check(request, rejected).met, (request, answer, rejected)
+            pairs.append(PreferencePair(request, answer, rejected, flaw))
+        return pairs
+
+    def _spoil(self, request: Request, answer: str, flaw: str, rng: random.Random, spare_lines: list[str]) -> str:
+        head, *lines = answer.split("\n")
+        if flaw == "speaker":
+            return answer_text(rng.choice([s for s in self.speakers if s != request.speaker]), lines)
+        if flaw == "length":
+            if len(lines) > 1 and rng.random() < 0.5:  # one line too few, keeping the first
+                del lines[rng.randrange(1, len(lines))]
+            else:  # one line too many
+                lines.insert(rng.randrange(1, len(lines) + 1), rng.choice(spare_lines))
+            return "\n".join([head, *lines])
+        other = rng.choice([w for w in self.words if w != request.word])  # the first word swapped
+        return "\n".join([head, other + lines[0][len(request.word):], *lines[1:]])

@@ -1,0 +1,101 @@
+"""Asking a chat-tuned GPT many requests at once, and scoring its answers with the task's checker.
+
+Requests of one prompt length run as one batch through the KV cache, one new position per step,
+until every answer has written `<|end|>`: hundreds of answers take seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+
+from ..data.instructions import Request, Verdict, check
+from ..nn.model import GPT
+from ..tokenizers.chat import END, ChatTokenizer
+from .kv_cache import KVCache, forward_cached
+from .sampling import sample_next
+
+
+@torch.no_grad()
+def answer_batch(model: GPT, prompts: torch.Tensor, end_id: int, max_new_tokens: int, temperature: float = 0.0,
+                 generator: torch.Generator | None = None) -> list[list[int]]:
+    """Each prompt's answer (B rows of one length), up to but not including its `end_id`.
+
+    Greedy when `temperature` is 0. Decoding stops when every row has ended or at `max_new_tokens`.
+    Example: `answer_batch(model, torch.tensor([prompt_ids]), tokenizer.special_tokens[END], 200)`.
+    """
+    if prompts.size(1) + max_new_tokens - 1 > model.config.block_size:
+        max_new_tokens = model.config.block_size - prompts.size(1) + 1  # the window bounds the answer
+    if max_new_tokens < 1:
+        raise ValueError(f"prompts of {prompts.size(1)} tokens leave no room in a window of {model.config.block_size}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    caches = [KVCache() for _ in model.blocks]
+    ended = torch.zeros(prompts.size(0), dtype=torch.bool, device=device)
+    lengths = torch.full(ended.shape, max_new_tokens, device=device)
+    tokens, idx = [], prompts.to(device)
+    try:
+        for step in range(max_new_tokens):
+            logits = forward_cached(model, idx, caches)[:, -1, :]
+            next_id = sample_next(logits, temperature, generator=generator)[:, 0]  # (B,)
+            tokens.append(next_id)
+            stops = ~ended & (next_id == end_id)
+            lengths[stops] = step
+            ended |= stops
+            if ended.all():
+                break
+            idx = next_id[:, None]
+    finally:
+        model.train(was_training)
+    rows = torch.stack(tokens, dim=1).tolist()
+    return [row[:n] for row, n in zip(rows, lengths.tolist())]
+
+
+def answer_requests(model: GPT, tokenizer: ChatTokenizer, prompts: list[str], max_new_tokens: int = 256,
+                    temperature: float = 0.0, seed: int = 0) -> list[str]:
+    """The model's answer to each user prompt, as text, in the prompts' order.
+
+    Example: `answer_requests(model, tokenizer, ["Write one line for ROMEO with the word 'love'."])`.
+    """
+    encoded = [tokenizer.encode_chat([{"role": "user", "content": p}], add_generation_prompt=True)[0] for p in prompts]
+    by_length = defaultdict(list)
+    for i, ids in enumerate(encoded):
+        by_length[len(ids)].append(i)
+    answers: list[str] = [""] * len(prompts)
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    for indices in by_length.values():
+        rows = answer_batch(model, torch.tensor([encoded[i] for i in indices]), tokenizer.special_tokens[END],
+                            max_new_tokens, temperature, generator)
+        for i, row in zip(indices, rows):
+            answers[i] = tokenizer.decode(row)
+    return answers
+
+
+@dataclass
+class InstructionEval:
+    """The answers to some requests and what the checker said of each."""
+
+    requests: list[Request]
+    answers: list[str]
+    verdicts: list[Verdict]
+
+    @property
+    def accuracy(self) -> float:
+        """The fraction of requests fully met."""
+        return sum(v.met for v in self.verdicts) / len(self.verdicts)
+
+    def rate(self, part: str) -> float:
+        """The fraction that met one part: "speaker", "length" or "word"."""
+        return sum(getattr(v, part) for v in self.verdicts) / len(self.verdicts)
+
+
+def evaluate_requests(model: GPT, tokenizer: ChatTokenizer, requests: list[Request], **kwargs) -> InstructionEval:
+    """Answer every request (greedy unless `temperature` is given) and check each answer.
+
+    Example: `evaluate_requests(model, tokenizer, task.requests(200, seed=0)).accuracy`.
+    """
+    answers = answer_requests(model, tokenizer, [r.text() for r in requests], **kwargs)
+    return InstructionEval(requests, answers, [check(r, a) for r, a in zip(requests, answers)])
