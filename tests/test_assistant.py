@@ -94,6 +94,17 @@ def test_demonstrations_meet_their_requests_and_pairs_miss_by_one_flaw():
         assert not verdict.met and getattr(verdict, p.flaw) is False
 
 
+def test_demonstrations_attributed_at_random_copy_the_name_and_avoid_held_out_requests():
+    speeches = parse_speeches(PLAY)
+    task = InstructionTask.from_speeches(speeches, n_speakers=2, n_words=2)
+    held_out = {Request("JULIET", 1, "Come"), Request("ROMEO", 2, "What")}
+    demos = task.demonstrations(speeches, seed=0, copies=20, exclude=held_out)
+    assert {r.speaker for r, _ in demos} == {"ROMEO", "JULIET"}
+    assert all(check(r, a).met for r, a in demos) and not held_out & {r for r, _ in demos}
+    assert {a.split("\n", 1)[1] for _, a in demos} == {"Come, come, what say you?", "What, a line?\nAnd another.",
+                                                        "Come hither.\nNay, go.\nCome again.", "What is it?"}
+
+
 def test_identical_answers_are_not_a_preference_pair():
     with pytest.raises(ValueError, match="two identical answers"):
         PreferencePair(Request("ROMEO", 1, "Come"), "ROMEO:\nCome.", "ROMEO:\nCome.", "word")

@@ -119,15 +119,28 @@ class InstructionTask:
         counts = Counter(first_word(s.lines[0]) for s in short if s.speaker in speakers)
         return cls(speakers, [w for w, _ in counts.most_common(n_words + 1) if w][:n_words])
 
-    def demonstrations(self, speeches: list[Speech]) -> list[tuple[Request, str]]:
-        """Each short speech by a known speaker that begins with a known word: the request it meets, and itself.
+    def demonstrations(self, speeches: list[Speech], seed: int | None = None, copies: int = 1,
+                       exclude: set[Request] = frozenset()) -> list[tuple[Request, str]]:
+        """Each short speech that begins with a known word: the request it meets, and itself as the answer.
 
+        Without `seed`, only the speeches of known speakers count, each as its speaker's. With a
+        seed, every short speech counts, `copies` times, each time for a known speaker drawn at
+        random: who first said the lines does not change whether they meet the request, and a
+        model that cannot guess the name from the lines must learn to copy it from the request.
+        No demonstration answers a request in `exclude` (the held-out ones).
         Example: `task.demonstrations(speeches)[0]` is `(Request(...), "SPEAKER:\\n...")`.
         """
-        known_speakers, known_words = set(self.speakers), set(self.words)
-        return [(Request(s.speaker, len(s.lines), first_word(s.lines[0])), answer_text(s.speaker, s.lines))
-                for s in speeches
-                if s.speaker in known_speakers and len(s.lines) <= MAX_LINES and first_word(s.lines[0]) in known_words]
+        known_words = set(self.words)
+        short = [s for s in speeches if len(s.lines) <= MAX_LINES and first_word(s.lines[0]) in known_words]
+        if seed is None:
+            known_speakers = set(self.speakers)
+            attributed = [(s.speaker, s) for s in short if s.speaker in known_speakers]
+        else:
+            rng = random.Random(seed)
+            attributed = [(rng.choice(self.speakers), s) for _ in range(copies) for s in short]
+        demos = [(Request(speaker, len(s.lines), first_word(s.lines[0])), answer_text(speaker, s.lines))
+                 for speaker, s in attributed]
+        return [(request, answer) for request, answer in demos if request not in exclude]
 
     def requests(self, n: int, seed: int, exclude: set[Request] = frozenset()) -> list[Request]:
         """`n` distinct requests drawn uniformly from speakers x lengths x words, none of them in `exclude`."""

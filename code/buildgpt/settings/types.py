@@ -185,3 +185,22 @@ class EfficiencySettings:
 
     def runs(self) -> dict[str, TrainingRun]:
         return {"quantized": self.quantized}
+
+
+@dataclass(frozen=True)
+class AssistantSettings:
+    """From GPT to an assistant: a base model, supervised finetuning on demonstrations, then DPO."""
+
+    model: GPTConfig  # `vocab_size` is replaced by the characters' (+3 chat markers); a request and answer fit its window
+    pretrain: TrainConfig  # the base model, on tinyshakespeare
+    sft: TrainConfig  # on chats: a request and a speech that meets it
+    dpo: TrainConfig  # on preference pairs, starting from the SFT model (which stays frozen as the reference)
+    beta: float  # DPO's strength: how far the policy may move from the reference
+    copies: int  # each speech becomes this many demonstrations, each for a speaker drawn at random
+    n_eval: int  # held-out requests answered after each stage
+    n_dpo_eval: int  # of those, answered at each DPO evaluation (the accuracy curve)
+    min_sft_accuracy: float  # the share of held-out requests fully met after SFT, asserted by the chapter
+
+    def runs(self) -> dict[str, TrainingRun]:
+        return {"pretrain": TrainingRun(self.model, self.pretrain), "sft": TrainingRun(self.model, self.sft),
+                "dpo": TrainingRun(self.model, self.dpo)}

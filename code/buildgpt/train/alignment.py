@@ -91,7 +91,7 @@ class PreferenceBatches(_Examples):
             prompt, chosen, rejected = item
             if chosen == rejected:
                 raise ValueError(f"the pair for {prompt!r} has two identical answers ({chosen!r})")
-            return (*encode_example(tokenizer, _chat(prompt, chosen)), *encode_example(tokenizer, _chat(prompt, rejected)))
+            return (*encode_example(tokenizer, chat_of(prompt, chosen)), *encode_example(tokenizer, chat_of(prompt, rejected)))
 
         super().__init__(tokenizer, splits, block_size, encode)
 
@@ -100,7 +100,8 @@ class PreferenceBatches(_Examples):
         return _pad(list(xc + xr), self.pad_id), _pad(list(yc + yr), IGNORE_INDEX)
 
 
-def _chat(prompt: str, answer: str) -> Chat:
+def chat_of(prompt: str, answer: str) -> Chat:
+    """A one-turn chat. Example: `chat_of("Hi", "Ay")` is a user message then an assistant message."""
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
 
 
