@@ -20,7 +20,8 @@ later one's:
   `alignment` (SFT and DPO);
 - `infer`: `sampling`, `kv_cache`, `generate`, `half_weights`, `load` (a model from a checkpoint),
   `arithmetic`, `calculator` (exercise 2), `quantize` and `weight_formats` (int8, Q8_0, Q4_0 weights),
-  `assistant`, `chat_session` and `export_hf` (the assistant: answers checked, a chat, Hugging Face);
+  `batched` (many prompts decoded at once), `assistant`, `chat_session` and `export_hf` (the assistant:
+  answers checked, a chat, Hugging Face);
 - `settings`: `profiles` (smoke / cpu / gpu), `types` and `chapters` (each chapter's run sizes, from presets);
 - `viz`: the interactive figures (`figures`, `tokens`);
 - `cli`: `buildgpt train | sample | quantize | calc | chat | export-hf`.

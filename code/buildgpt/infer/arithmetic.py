@@ -26,7 +26,7 @@ from ..data.arithmetic import (
 from ..data.arithmetic_steps import count_carries, digit_correct
 from ..nn.model import GPT
 from ..tokenizers.chars import CharTokenizer
-from .kv_cache import KVCache, forward_cached, supports_cache
+from .batched import decode_until
 
 
 def arithmetic_tokenizer() -> CharTokenizer:
@@ -46,37 +46,14 @@ def greedy_decode(model: GPT, prompts: torch.Tensor, max_new_tokens: int, stop_a
     ended: at its first newline, or with `stop_at_marker` (traces) at the first newline after ">".
     Example: `greedy_decode(model, torch.tensor([encode("012+345=")]), 5)` gives [[ids of "7530\\n"]].
     """
-    if prompts.size(1) + max_new_tokens - 1 > model.config.block_size:
-        raise ValueError(f"prompts of {prompts.size(1)} tokens and {max_new_tokens} new ones need a block_size of "
-                         f"{prompts.size(1) + max_new_tokens - 1}; the model has {model.config.block_size}")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    use_cache = supports_cache(model)
-    caches = [KVCache() for _ in model.blocks]
     newline, marker = STOI[NEWLINE], STOI[MARKER]
-    ended = torch.zeros(prompts.size(0), dtype=torch.bool, device=device)
-    answering = torch.full_like(ended, not stop_at_marker)  # past the ">" (always, without traces)
-    lengths = torch.full(ended.shape, max_new_tokens, device=device)
-    tokens, idx = [], prompts.to(device)
-    try:
-        for step in range(max_new_tokens):
-            if use_cache:
-                next_id = forward_cached(model, idx, caches)[:, -1, :].argmax(dim=-1)  # (B,)
-            else:
-                next_id = model(torch.cat([prompts.to(device), *(t[:, None] for t in tokens)], dim=1))[0][:, -1].argmax(-1)
-            tokens.append(next_id)
-            answering |= next_id == marker
-            stops = ~ended & answering & (next_id == newline)
-            lengths[stops] = step + 1
-            ended |= stops
-            if ended.all():
-                break
-            idx = next_id[:, None]
-    finally:
-        model.train(was_training)
-    rows = torch.stack(tokens, dim=1).tolist()
-    return [row[:n] for row, n in zip(rows, lengths.tolist())]
+    answering = torch.full((prompts.size(0),), not stop_at_marker, device=next(model.parameters()).device)
+
+    def ends(next_id: torch.Tensor) -> torch.Tensor:  # the first newline once past the ">" (always, without traces)
+        answering.logical_or_(next_id == marker)
+        return answering & (next_id == newline)
+
+    return decode_until(model, prompts, max_new_tokens, ends)
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Asking a chat-tuned GPT many requests at once, and scoring its answers with the task's checker.
 
-Requests of one prompt length run as one batch through the KV cache, one new position per step,
-until every answer has written `<|end|>`: hundreds of answers take seconds on a CPU.
+Requests of one prompt length run as one batch (`batched.decode_until`) until every answer has
+written `<|end|>`: hundreds of answers take seconds on a CPU.
 """
 
 from __future__ import annotations
@@ -14,44 +14,21 @@ import torch
 from ..data.instructions import Request, Verdict, check
 from ..nn.model import GPT
 from ..tokenizers.chat import END, ChatTokenizer
-from .kv_cache import KVCache, forward_cached
-from .sampling import sample_next
+from .batched import decode_until
 
 
-@torch.no_grad()
 def answer_batch(model: GPT, prompts: torch.Tensor, end_id: int, max_new_tokens: int, temperature: float = 0.0,
                  generator: torch.Generator | None = None) -> list[list[int]]:
     """Each prompt's answer (B rows of one length), up to but not including its `end_id`.
 
-    Greedy when `temperature` is 0. Decoding stops when every row has ended or at `max_new_tokens`.
+    Greedy when `temperature` is 0. An answer that has not ended when the window is full stops there.
     Example: `answer_batch(model, torch.tensor([prompt_ids]), tokenizer.special_tokens[END], 200)`.
     """
-    if prompts.size(1) + max_new_tokens - 1 > model.config.block_size:
-        max_new_tokens = model.config.block_size - prompts.size(1) + 1  # the window bounds the answer
-    if max_new_tokens < 1:
+    room = model.config.block_size - prompts.size(1) + 1
+    if room < 1:
         raise ValueError(f"prompts of {prompts.size(1)} tokens leave no room in a window of {model.config.block_size}")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    caches = [KVCache() for _ in model.blocks]
-    ended = torch.zeros(prompts.size(0), dtype=torch.bool, device=device)
-    lengths = torch.full(ended.shape, max_new_tokens, device=device)
-    tokens, idx = [], prompts.to(device)
-    try:
-        for step in range(max_new_tokens):
-            logits = forward_cached(model, idx, caches)[:, -1, :]
-            next_id = sample_next(logits, temperature, generator=generator)[:, 0]  # (B,)
-            tokens.append(next_id)
-            stops = ~ended & (next_id == end_id)
-            lengths[stops] = step
-            ended |= stops
-            if ended.all():
-                break
-            idx = next_id[:, None]
-    finally:
-        model.train(was_training)
-    rows = torch.stack(tokens, dim=1).tolist()
-    return [row[:n] for row, n in zip(rows, lengths.tolist())]
+    rows = decode_until(model, prompts, min(max_new_tokens, room), lambda t: t == end_id, temperature, generator)
+    return [row[:-1] if row and row[-1] == end_id else row for row in rows]
 
 
 def answer_requests(model: GPT, tokenizer: ChatTokenizer, prompts: list[str], max_new_tokens: int = 256,
