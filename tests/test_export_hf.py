@@ -183,3 +183,15 @@ def test_an_existing_export_is_replaced_only_with_overwrite(tmp_path, monkeypatc
         export_hf(path, tmp_path / "hf", overwrite=True)
     assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == first  # the old export, intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "m.safetensors"]  # no temporary folder left
+
+
+def test_the_cli_exports_and_says_what_to_do_with_an_existing_folder(tmp_path, capsys):
+    from buildgpt.cli import main
+
+    path = save(tmp_path / "m.safetensors", random_gpt(SMALL))
+    assert main(["export-hf", str(path), str(tmp_path / "hf")]) == 0
+    assert main(["export-hf", str(path), str(tmp_path / "hf")]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["export-hf", str(path), str(tmp_path / "hf"), "--overwrite"]) == 0
+    assert main(["export-hf", str(tmp_path / "missing.safetensors"), str(tmp_path / "hf2")]) == 2
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "hf").config.n_embd == SMALL.n_embd

@@ -270,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {export_hf(args.checkpoint, args.out_dir, overwrite=args.overwrite)}")
             except ModuleNotFoundError as missing:
                 raise ValueError(f"export-hf needs {missing.name}: pip install transformers tokenizers") from None
+            except FileExistsError as e:
+                raise ValueError(str(e).replace("pass overwrite=True", "pass --overwrite")) from None
             return 0
         if args.command == "quantize":
             return quantize(args.checkpoint, args.format, args.out)
