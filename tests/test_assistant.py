@@ -113,10 +113,10 @@ def test_identical_answers_are_not_a_preference_pair():
 def test_held_out_requests_avoid_the_excluded_ones():
     task = InstructionTask(["ROMEO", "JULIET"], ["Come", "What"])
     seen = {Request("ROMEO", 1, "Come")}
-    requests = task.requests(15, seed=0, exclude=seen)
-    assert len(set(requests)) == 15 and not seen & set(requests)
-    with pytest.raises(ValueError, match="only 15"):
-        task.requests(16, seed=0, exclude=seen)
+    requests = task.requests(11, seed=0, exclude=seen)  # 2 speakers x 3 lengths x 2 words, less one
+    assert len(set(requests)) == 11 and not seen & set(requests)
+    with pytest.raises(ValueError, match="only 11"):
+        task.requests(12, seed=0, exclude=seen)
 
 
 def test_the_chat_format_scores_only_the_assistant_and_refuses_forged_turns():
@@ -221,3 +221,38 @@ def test_split_by_item_is_a_partition():
     split = split_by_item(list(range(25)), val_every=5)
     assert sorted(split["train"] + split["val"]) == list(range(25)) and len(split["val"]) == 5
     assert answer_text("ROMEO", ["Ay."]) == "ROMEO:\nAy."
+
+
+def test_flaw_weights_choose_the_flaws_drawn():
+    speeches = parse_speeches(PLAY)
+    task = InstructionTask.from_speeches(speeches, n_speakers=2, n_words=2)
+    demos = task.demonstrations(speeches) * 10
+    assert {p.flaw for p in task.preference_pairs(demos, seed=0, flaw_weights={"length": 1.0})} == {"length"}
+    with pytest.raises(ValueError, match="weight of zero"):
+        task.preference_pairs(demos, seed=0, flaw_weights={"length": 0.0})
+
+
+def test_batches_group_by_length_yet_draw_every_example_equally_often():
+    tokenizer = ChatTokenizer(CHARS)
+    answers = ["Ay"] * 3 + ["Nay, go. " * 4] * 1  # a short bucket of three, a long bucket of one
+    chats = [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": a + str(i % 3 * " ")}]
+             for i, a in enumerate(answers)]
+    batches = ChatBatches(tokenizer, {"train": chats}, 96)
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(2)
+    for _ in range(400):
+        x, y = batches.batch("train", 4, g)
+        long_rows = {bool((row != IGNORE_INDEX).sum() > 20) for row in y}
+        assert len(long_rows) == 1  # one bucket per batch: short rows are not padded to the long one
+        counts[int(long_rows.pop())] += 1
+    assert 0.15 < counts[1] / counts.sum() < 0.35  # the long bucket holds a quarter of the examples
+
+
+def test_the_sft_term_adds_the_chosen_answers_mean_token_loss():
+    tokenizer = ChatTokenizer(CHARS)
+    pairs = [("Hi", "ROMEO:\nCome hither.", "JULIET:\nCome hither.")]
+    x, y = PreferenceBatches(tokenizer, {"train": pairs}, 96).batch("train", 1)
+    policy = tiny_chat_model()
+    plain, rpo = DPOLoss(copy.deepcopy(policy), beta=0.1), DPOLoss(copy.deepcopy(policy), beta=0.1, nll_weight=0.5)
+    chosen_loss = policy(x[:1], y[:1])[1]  # the model's own mean next-token loss over the scored tokens
+    assert rpo(policy, (x, y)).item() == pytest.approx(plain(policy, (x, y)).item() + 0.5 * chosen_loss.item(), abs=1e-5)

@@ -6,8 +6,8 @@ write it ("ROMEO:"), then exactly that many lines of speech, the first of which 
 word. Nothing here is a matter of taste, so "the model follows instructions better" becomes a
 number.
 
-The corpus supplies everything. Each short speech of tinyshakespeare (one to four lines, by a
-frequent speaker, beginning with a frequent first word) is a **demonstration**. A **preference
+The corpus supplies everything. Each short speech of tinyshakespeare (one to three lines,
+beginning with a frequent first word) is a **demonstration**. A **preference
 pair** sets a demonstration (chosen) against the same speech spoiled in one way (rejected): the
 wrong speaker's name, a line too many or too few, or its first word swapped for another.
 """
@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-NUMBER_WORDS = ("one", "two", "three", "four")  # line counts, spelled: tinyshakespeare's only digit is 3
+NUMBER_WORDS = ("one", "two", "three")  # line counts, spelled: tinyshakespeare's only digit is 3
 MAX_LINES = len(NUMBER_WORDS)
 FLAWS = ("speaker", "length", "word")
 
@@ -113,7 +113,7 @@ class InstructionTask:
     words: list[str]
 
     @classmethod
-    def from_speeches(cls, speeches: list[Speech], n_speakers: int = 40, n_words: int = 24) -> InstructionTask:
+    def from_speeches(cls, speeches: list[Speech], n_speakers: int = 24, n_words: int = 16) -> InstructionTask:
         short = [s for s in speeches if len(s.lines) <= MAX_LINES]
         speakers = [name for name, _ in Counter(s.speaker for s in short).most_common(n_speakers)]
         counts = Counter(first_word(s.lines[0]) for s in short if s.speaker in speakers)
@@ -150,13 +150,22 @@ class InstructionTask:
             raise ValueError(f"asked for {n} requests, but only {len(pool)} are not excluded")
         return random.Random(seed).sample(pool, n)
 
-    def preference_pairs(self, demos: list[tuple[Request, str]], seed: int) -> list[PreferencePair]:
-        """One pair per demonstration: the demonstration against itself spoiled by a flaw drawn from FLAWS."""
+    def preference_pairs(self, demos: list[tuple[Request, str]], seed: int,
+                         flaw_weights: dict[str, float] | None = None) -> list[PreferencePair]:
+        """One pair per demonstration: the demonstration against itself spoiled by a flaw drawn from FLAWS.
+
+        `flaw_weights` (default: all equal) says how often each flaw is drawn, e.g. in proportion
+        to how often a model misses each part of the requests.
+        Example: `task.preference_pairs(demos, seed=1, flaw_weights={"speaker": 1, "length": 8, "word": 2})`.
+        """
+        weights = [max(0.0, (flaw_weights or {}).get(flaw, 1.0 if flaw_weights is None else 0.0)) for flaw in FLAWS]
+        if not sum(weights):
+            raise ValueError(f"flaw_weights {flaw_weights} give every flaw of {FLAWS} a weight of zero")
         rng = random.Random(seed)
         spare_lines = [line for _, answer in demos for line in answer.split("\n")[1:]]
         pairs = []
         for request, answer in demos:
-            flaw = rng.choice(FLAWS)
+            flaw = rng.choices(FLAWS, weights)[0]
             rejected = self._spoil(request, answer, flaw, rng, spare_lines)
             assert check(request, answer).met and not check(request, rejected).met, (request, answer, rejected)
             pairs.append(PreferencePair(request, answer, rejected, flaw))

@@ -196,9 +196,11 @@ class AssistantSettings:
     sft: TrainConfig  # on chats: a request and a speech that meets it
     dpo: TrainConfig  # on preference pairs, starting from the SFT model (which stays frozen as the reference)
     beta: float  # DPO's strength: how far the policy may move from the reference
+    nll_weight: float  # how much of the chosen answers' next-token loss is added to DPO's (RPO); 0: plain DPO
     copies: int  # each speech becomes this many demonstrations, each for a speaker drawn at random
     n_eval: int  # held-out requests answered after each stage
     n_dpo_eval: int  # of those, answered at each DPO evaluation (the accuracy curve)
+    n_val_requests: int  # other requests, answered after SFT to see which flaws the DPO pairs should show
     min_sft_accuracy: float  # the share of held-out requests fully met after SFT, asserted by the chapter
 
     def runs(self) -> dict[str, TrainingRun]:

@@ -46,23 +46,36 @@ def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
 
 
 class _Examples:
-    """Encoded examples per split that fit the window, drawn at random into padded batches."""
+    """Encoded examples per split that fit the window, drawn at random into padded batches.
 
-    def __init__(self, tokenizer: ChatTokenizer, splits: dict[str, list], block_size: int, encode):
+    A batch is drawn from one *length bucket* (examples within `bucket_width` tokens of each other),
+    chosen with probability in proportion to its size, so every example is as likely as with plain
+    uniform draws, but a batch is padded only to its own examples' lengths, not to the longest
+    example of the whole set (Hugging Face's "group by length").
+    """
+
+    def __init__(self, tokenizer: ChatTokenizer, splits: dict[str, list], block_size: int, encode,
+                 bucket_width: int = 16):
         self.pad_id = tokenizer.special_tokens[END]
-        self.examples = {}
+        self.examples, self.buckets = {}, {}
         for split, items in splits.items():
             encoded = [encode(item) for item in items]
             self.examples[split] = [e for e in encoded if max(map(len, e)) <= block_size]
             if not self.examples[split]:
                 raise ValueError(f"no {split} example fits the window of {block_size} tokens "
                                  f"(of {len(items)}); use a model with a longer block_size")
+            by_length: dict[int, list[int]] = {}
+            for i, example in enumerate(self.examples[split]):
+                by_length.setdefault(max(map(len, example)) // bucket_width, []).append(i)
+            self.buckets[split] = list(by_length.values())
 
     def draw(self, split: str, batch_size: int, generator: torch.Generator | None) -> list:
         if split not in self.examples:
             raise ValueError(f"split is one of {sorted(self.examples)}, got {split!r}")
-        pool = self.examples[split]
-        return [pool[i] for i in torch.randint(len(pool), (batch_size,), generator=generator).tolist()]
+        buckets = self.buckets[split]
+        sizes = torch.tensor([len(b) for b in buckets], dtype=torch.float)
+        bucket = buckets[torch.multinomial(sizes, 1, generator=generator).item()]
+        return [self.examples[split][bucket[i]] for i in torch.randint(len(bucket), (batch_size,), generator=generator).tolist()]
 
 
 class ChatBatches(_Examples):
@@ -130,13 +143,17 @@ def dpo_loss(chosen: torch.Tensor, rejected: torch.Tensor, ref_chosen: torch.Ten
 class DPOLoss:
     """A loss function for `loop.train`: DPO against a frozen copy of the reference model.
 
+    With `nll_weight` > 0 it adds that much of the chosen answers' mean next-token loss (RPO, Pang
+    et al. 2024; TRL's `rpo_alpha`): DPO alone may lower the chosen answers' probability too, as
+    long as the rejected ones' falls faster, and the SFT term keeps the chosen answers likely.
     Example: `train(policy, PreferenceBatches(...), config, loss_fn=DPOLoss(reference, beta=0.1))`.
     """
 
-    def __init__(self, reference: torch.nn.Module, beta: float):
-        if beta <= 0:
-            raise ValueError(f"beta must be positive, got {beta}")
+    def __init__(self, reference: torch.nn.Module, beta: float, nll_weight: float = 0.0):
+        if beta <= 0 or nll_weight < 0:
+            raise ValueError(f"beta must be positive and nll_weight not negative, got {beta} and {nll_weight}")
         self.reference, self.beta = reference.eval().requires_grad_(False), beta
+        self.nll_weight = nll_weight
 
     def pair_logprobs(self, model: torch.nn.Module, batch) -> tuple[torch.Tensor, ...]:
         x, y = batch
@@ -147,7 +164,12 @@ class DPOLoss:
         return policy[:half], policy[half:], reference[:half], reference[half:]
 
     def __call__(self, model: torch.nn.Module, batch) -> torch.Tensor:
-        return dpo_loss(*self.pair_logprobs(model, batch), self.beta)[0]
+        chosen, *others = self.pair_logprobs(model, batch)
+        loss = dpo_loss(chosen, *others, self.beta)[0]
+        if self.nll_weight:
+            chosen_targets = batch[1][: batch[1].size(0) // 2]
+            loss = loss - self.nll_weight * chosen.sum() / (chosen_targets != IGNORE_INDEX).sum()
+        return loss
 
     @torch.no_grad()
     def mean_margin(self, model: torch.nn.Module, batches: PreferenceBatches, split: str = "val",
