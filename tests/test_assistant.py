@@ -85,7 +85,7 @@ def test_demonstrations_meet_their_requests_and_pairs_miss_by_one_flaw():
     assert task.speakers == ["ROMEO", "JULIET"] and task.words == ["Come", "What"]
     demos = task.demonstrations(speeches)
     assert [r for r, _ in demos] == [Request("ROMEO", 1, "Come"), Request("JULIET", 2, "What"),
-                                     Request("ROMEO", 3, "Come")]
+                                     Request("ROMEO", 3, "Come"), Request("JULIET", 1, "Nay")]
     assert all(check(r, a).met for r, a in demos)
     pairs = task.preference_pairs(demos * 10, seed=0)
     assert {p.flaw for p in pairs} == set(FLAWS)
@@ -102,7 +102,8 @@ def test_demonstrations_attributed_at_random_copy_the_name_and_avoid_held_out_re
     assert {r.speaker for r, _ in demos} == {"ROMEO", "JULIET"}
     assert all(check(r, a).met for r, a in demos) and not held_out & {r for r, _ in demos}
     assert {a.split("\n", 1)[1] for _, a in demos} == {"Come, come, what say you?", "What, a line?\nAnd another.",
-                                                        "Come hither.\nNay, go.\nCome again.", "What is it?"}
+                                                        "Come hither.\nNay, go.\nCome again.", "What is it?",
+                                                        "Nay, nothing."}
 
 
 def test_identical_answers_are_not_a_preference_pair():

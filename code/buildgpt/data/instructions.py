@@ -6,8 +6,8 @@ write it ("ROMEO:"), then exactly that many lines of speech, the first of which 
 word. Nothing here is a matter of taste, so "the model follows instructions better" becomes a
 number.
 
-The corpus supplies everything. Each short speech of tinyshakespeare (one to three lines,
-beginning with a frequent first word) is a **demonstration**. A **preference
+The corpus supplies everything. Each short speech of tinyshakespeare (one to three lines) is a
+**demonstration**; the requests we evaluate on ask for the most frequent first words. A **preference
 pair** sets a demonstration (chosen) against the same speech spoiled in one way (rejected): the
 wrong speaker's name, a line too many or too few, or its first word swapped for another.
 """
@@ -121,7 +121,7 @@ class InstructionTask:
 
     def demonstrations(self, speeches: list[Speech], seed: int | None = None, copies: int = 1,
                        exclude: set[Request] = frozenset()) -> list[tuple[Request, str]]:
-        """Each short speech that begins with a known word: the request it meets, and itself as the answer.
+        """Each short speech that begins with a word: the request it meets, and itself as the answer.
 
         Without `seed`, only the speeches of known speakers count, each as its speaker's. With a
         seed, every short speech counts, `copies` times, each time for a known speaker drawn at
@@ -130,8 +130,7 @@ class InstructionTask:
         No demonstration answers a request in `exclude` (the held-out ones).
         Example: `task.demonstrations(speeches)[0]` is `(Request(...), "SPEAKER:\\n...")`.
         """
-        known_words = set(self.words)
-        short = [s for s in speeches if len(s.lines) <= MAX_LINES and first_word(s.lines[0]) in known_words]
+        short = [s for s in speeches if len(s.lines) <= MAX_LINES and first_word(s.lines[0])]
         if seed is None:
             known_speakers = set(self.speakers)
             attributed = [(s.speaker, s) for s in short if s.speaker in known_speakers]
