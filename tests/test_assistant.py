@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import Counter
 
 import pytest
 import torch
@@ -101,6 +102,8 @@ def test_demonstrations_attributed_at_random_copy_the_name_and_avoid_held_out_re
     demos = task.demonstrations(speeches, seed=0, copies=20, exclude=held_out)
     assert {r.speaker for r, _ in demos} == {"ROMEO", "JULIET"}
     assert all(check(r, a).met for r, a in demos) and not held_out & {r for r, _ in demos}
+    lengths = Counter(r.n_lines for r, _ in task.demonstrations(speeches, seed=0, copies=20))
+    assert lengths == {1: 60, 2: 60, 3: 60}  # balanced: three one-line speeches, one of two lines, one of three
     assert {a.split("\n", 1)[1] for _, a in demos} == {"Come, come, what say you?", "What, a line?\nAnd another.",
                                                         "Come hither.\nNay, go.\nCome again.", "What is it?",
                                                         "Nay, nothing."}

@@ -124,10 +124,12 @@ class InstructionTask:
         """Each short speech that begins with a word: the request it meets, and itself as the answer.
 
         Without `seed`, only the speeches of known speakers count, each as its speaker's. With a
-        seed, every short speech counts, `copies` times, each time for a known speaker drawn at
-        random: who first said the lines does not change whether they meet the request, and a
-        model that cannot guess the name from the lines must learn to copy it from the request.
-        No demonstration answers a request in `exclude` (the held-out ones).
+        seed, every short speech counts, each time for a known speaker drawn at random: who first
+        said the lines does not change whether they meet the request, and a model that cannot
+        guess the name from the lines must learn to copy it from the request. Then every length
+        gets `copies` times as many demonstrations as the most common length has speeches (the
+        rarer lengths' speeches recur, for other speakers), since requests ask for each length
+        equally often. No demonstration answers a request in `exclude` (the held-out ones).
         Example: `task.demonstrations(speeches)[0]` is `(Request(...), "SPEAKER:\\n...")`.
         """
         short = [s for s in speeches if len(s.lines) <= MAX_LINES and first_word(s.lines[0])]
@@ -136,7 +138,10 @@ class InstructionTask:
             attributed = [(s.speaker, s) for s in short if s.speaker in known_speakers]
         else:
             rng = random.Random(seed)
-            attributed = [(rng.choice(self.speakers), s) for _ in range(copies) for s in short]
+            by_length = [[s for s in short if len(s.lines) == n] for n in range(1, MAX_LINES + 1)]
+            per_length = copies * max(map(len, by_length))
+            attributed = [(rng.choice(self.speakers), group[i % len(group)])
+                          for group in by_length if group for i in range(per_length)]
         demos = [(Request(speaker, len(s.lines), first_word(s.lines[0])), answer_text(speaker, s.lines))
                  for speaker, s in attributed]
         return [(request, answer) for request, answer in demos if request not in exclude]

@@ -197,7 +197,7 @@ class AssistantSettings:
     dpo: TrainConfig  # on preference pairs, starting from the SFT model (which stays frozen as the reference)
     beta: float  # DPO's strength: how far the policy may move from the reference
     nll_weight: float  # how much of the chosen answers' next-token loss is added to DPO's (RPO); 0: plain DPO
-    copies: int  # each speech becomes this many demonstrations, each for a speaker drawn at random
+    copies: int  # demonstrations per length, in multiples of the most common length's speeches (speakers drawn at random)
     n_eval: int  # held-out requests answered after each stage
     n_dpo_eval: int  # of those, answered at each DPO evaluation (the accuracy curve)
     n_val_requests: int  # other requests, answered after SFT to see which flaws the DPO pairs should show
