@@ -222,7 +222,8 @@ SETTINGS: dict[str, dict[str, object]] = {
                                    replace(SMOKE_SCHEDULE, max_iters=10, eval_interval=10, eval_iters=1),
                                    replace(SMOKE_SCHEDULE, max_iters=4, eval_interval=2, eval_iters=1, warmup_iters=0,
                                            learning_rate=1e-3),
-                                   beta=0.1, nll_weight=0.0, copies=1, n_eval=8, n_dpo_eval=4, n_val_requests=8, min_sft_accuracy=0.0),
+                                   beta=0.1, nll_weight=0.0, copies=1, n_eval=8, n_dpo_eval=4, n_val_requests=8, min_sft_accuracy=0.0,
+                                   dpo_claims=False),
         # Two layers: half the time of four per step, so SFT gets the steps that teach counting lines.
         "cpu": AssistantSettings(replace(CPU_MODEL, block_size=192, n_layer=2),
                                  replace(CPU_SCHEDULE, max_iters=300, eval_interval=300, eval_iters=5, batch_size=16),

@@ -202,6 +202,7 @@ class AssistantSettings:
     n_dpo_eval: int  # of those, answered at each DPO evaluation (the accuracy curve)
     n_val_requests: int  # other requests, answered after SFT to see which flaws the DPO pairs should show
     min_sft_accuracy: float  # the share of held-out requests fully met after SFT, asserted by the chapter
+    dpo_claims: bool = True  # the chapter asserts that DPO raised the margin and did not lower accuracy
 
     def runs(self) -> dict[str, TrainingRun]:
         return {"pretrain": TrainingRun(self.model, self.pretrain), "sft": TrainingRun(self.model, self.sft),
