@@ -10,6 +10,8 @@ named by the environment variable BUILDGPT_HTML_DIR):
 - every Plotly figure renders (its SVG is drawn); on the bigram chapter the figures are
   interactive (modebar, hover labels) and `plotly.min.js` comes from our own `_static/`;
 - MathJax is loaded from our own `_static/` and typesets the bigram chapter's math;
+- at a 1400 px wide window no code listing or output scrolls sideways (they wrap at the column);
+- the ALiBi heads of chapter 4's menu render in different colours (one shared colour range);
 - the offline search page finds the bigram chapter;
 - each notebook chapter offers its executed `.ipynb` for download, and that file is a valid
   notebook whose code cells carry their outputs (Plotly figures included).
@@ -53,6 +55,9 @@ CHROMIUM_ARGS = [
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 BIGRAM_PAGE = "book/01-bigram.html"
+POSITIONS_PAGE = "book/04-positions.html"
+ALIBI_TITLE = "ALiBi bias"
+VIEWPORT = {"width": 1400, "height": 900}  # a laptop's browser window, as the learner's review read it
 SEARCH_PAGE = "search.html?q=bigram"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 RENDER_TIMEOUT_MS = 15_000
@@ -81,6 +86,7 @@ class PageResult:
     errors: list[str]
     blocked: list[str]
     unrendered: list[str]  # ids of Plotly divs that drew nothing
+    sideways: list[str]  # code blocks wider than their box: the start of each one's longest line
     empty_wrappers: int  # .buildgpt-plotly wrappers without a Plotly div
     is_notebook: bool  # the page shows notebook cells
 
@@ -93,7 +99,7 @@ def _is_local(url: str) -> bool:
 @contextlib.contextmanager
 def open_page(browser, url: str):
     """Open `url` in a fresh context that aborts (and records) every non-local request."""
-    context = browser.new_context()
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     visit = Visit(page)
 
@@ -134,6 +140,13 @@ def unrendered_figures(page: Page) -> list[str]:
         except PlaywrightTimeoutError:
             missing.append(graph.get_attribute("id") or "<no id>")
     return missing
+
+
+def sideways_blocks(page: Page) -> list[str]:
+    """The code blocks (listings and outputs) that scroll sideways: the start of each one's longest line."""
+    return page.evaluate("""() => [...document.querySelectorAll("pre")]
+        .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+        .map(pre => pre.innerText.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), "").slice(0, 60))""")
 
 
 def empty_wrappers(page: Page) -> int:
@@ -225,6 +238,7 @@ def crawl(browser, base_url, pages) -> dict[str, PageResult]:
                 errors=list(visit.errors),
                 blocked=list(visit.blocked),
                 unrendered=unrendered,
+                sideways=sideways_blocks(visit.page),
                 empty_wrappers=empty_wrappers(visit.page),
                 is_notebook=visit.page.locator("div.cell").count() > 0,
             )
@@ -263,6 +277,11 @@ def test_every_plotly_figure_renders(crawl):
         if items:
             problems[page] = items
     assert not problems, "Plotly figures not rendered:\n" + report(problems)
+
+
+def test_no_code_block_scrolls_sideways(crawl):
+    problems = {page: [f"scrolls: {line!r}" for line in r.sideways] for page, r in crawl.items() if r.sideways}
+    assert not problems, f"code blocks wider than the page at {VIEWPORT['width']} px:\n" + report(problems)
 
 
 # ----------------------------------------------------------------- bigram chapter checks
@@ -309,6 +328,28 @@ def test_search_finds_bigram_chapter(browser, base_url):
                         f"{visit.errors}, page text: {visit.page.inner_text('body')[:500]!r}")
         links = results.locator("a").evaluate_all("links => links.map(a => a.href)")
         assert any("01-bigram" in link for link in links), f"no search result links to the bigram chapter: {links}"
+
+
+def test_alibi_heads_render_differently(browser, base_url):
+    """Each entry of the ALiBi figure's menu, applied as its button would, draws a different heatmap."""
+    with open_page(browser, urljoin(base_url, POSITIONS_PAGE)) as visit:
+        assert not unrendered_figures(visit.page), f"figures on {POSITIONS_PAGE} did not render"
+        drawn = visit.page.evaluate("""async (title) => {
+            const gd = [...document.querySelectorAll(".plotly-graph-div")]
+                .find(g => (g.layout.title.text || "").includes(title));
+            if (!gd) return null;
+            const images = [];
+            for (const button of gd.layout.updatemenus[0].buttons) {
+                await Plotly.update(gd, ...button.args);
+                const shown = [...gd.querySelectorAll(".hm image")].filter(i => i.getBoundingClientRect().width > 0);
+                images.push([button.label, shown.map(i => i.getAttribute("href")).join("|")]);
+            }
+            return images;
+        }""", ALIBI_TITLE)
+    assert drawn, f"no figure titled {ALIBI_TITLE!r} with a menu on {POSITIONS_PAGE}"
+    pictures = {picture for _, picture in drawn}
+    assert "" not in pictures, f"a menu entry drew no heatmap: {[label for label, p in drawn if not p]}"
+    assert len(pictures) == len(drawn), f"heads drawn alike: {len(pictures)} pictures for {[label for label, _ in drawn]}"
 
 
 # -------------------------------------------------------------------- notebook download

@@ -6,6 +6,7 @@
 - A download button for each chapter's executed notebook, outputs included.
 - No thebe assets (live code is off; its script would name a CDN).
 - The cell timeout follows the run profile (`buildgpt.profiles.CELL_TIMEOUT`); pages are light.
+- `static/buildgpt.css`: code listings and outputs wrap at the column's width instead of scrolling.
 - The learner's takeaway, `_build/gpt/gpt.py` and `gpt.ipynb` (`takeaway.py`), which the intro and
   chapter 3 offer for download; the notebook is executed whenever the chapters are.
 """
@@ -18,6 +19,8 @@ from pathlib import Path
 from .plotly_mime import DIV_CLASS
 
 PLOTLY_JS = "plotly.min.js"
+STATIC = Path(__file__).parent / "static"
+STYLESHEET = "buildgpt.css"
 
 
 def _plotly_js_source() -> Path:
@@ -32,6 +35,7 @@ def _configure(app, config):
     config.nb_execution_timeout = CELL_TIMEOUT[profile_name()]
     # Plotly's figures are drawn for a light page; an unset mode also logs a JavaScript error.
     config.html_context.setdefault("default_mode", "light")
+    config.html_static_path.append(str(STATIC))
 
 
 def _takeaway(app):
@@ -85,6 +89,7 @@ def _copy_plotly_js(app, exception):
 
 def setup(app):
     app.connect("config-inited", _configure)
+    app.add_css_file(STYLESHEET)
     app.connect("builder-inited", _takeaway)
     app.connect("html-page-context", _page_context, priority=400)  # before the theme's buttons (501)
     app.connect("html-page-context", _drop_thebe, priority=900)  # after every extension has added its assets
