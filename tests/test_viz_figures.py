@@ -75,6 +75,8 @@ def test_lines_and_bars():
     fig = figures.lines([1, 2, 4], {"a": [3.0, 2.0, 1.5], "b": [3.1, 2.5, 2.0]}, "t", log_x=True)
     assert [t.name for t in fig.data] == ["a", "b"] and list(fig.data[1].y) == [3.1, 2.5, 2.0]
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type is None
+    assert list(fig.layout.xaxis.tickvals) == [1, 2, 4], "a log axis is ticked at the measured points"
+    assert fig.layout.hoverlabel.namelength == -1, "hover labels show whole trace names"
     bar = figures.bars(["x", "y"], [1.234, 5.0], "t", text_format="{:.1f}").data[0]
     assert list(bar.text) == ["1.2", "5.0"]
 

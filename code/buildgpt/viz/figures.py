@@ -76,9 +76,13 @@ def curves(series: Mapping[str, tuple[Sequence, Sequence]], title: str, x_title:
     """Several named curves, each with its own x values: `{"name": (xs, ys)}`."""
     fig = go.Figure()
     for name, (xs, ys) in series.items():
-        fig.add_scatter(x=list(xs), y=list(ys), mode="lines+markers", name=name)
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=420,
+        fig.add_scatter(x=list(xs), y=list(ys), mode="lines+markers", name=name, hovertemplate="%{y:,.3~f}")
+    # Full trace names in hover labels (Plotly cuts them at 15 characters by default).
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=420, hoverlabel_namelength=-1,
                       xaxis_type="log" if log_x else None)
+    measured = sorted({x for xs, _ in series.values() for x in xs})
+    if log_x and len(measured) <= 12:  # a log axis's own ticks (1, 2, 5, 10) miss most measured points
+        fig.update_xaxes(tickvals=measured, ticktext=[f"{x:g}" for x in measured])
     return fig
 
 
