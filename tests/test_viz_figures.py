@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
@@ -119,3 +120,12 @@ def test_loss_curves_take_a_line_style_per_run():
     fig = figures.loss_curves({"a (seed 0)": h, "a (seed 1)": h}, splits=("val",),
                               lines={"a (seed 1)": dict(color="red", dash="dot")})
     assert fig.data[1].line.color == "red" and fig.data[1].line.dash == "dot" and fig.data[0].line.dash is None
+
+
+def test_heatmap_log_colour_keeps_the_values_in_the_hover():
+    probs = np.array([[0.9, 0.1], [0.001, 0.999]])
+    trace = figures.heatmap(probs, ["a", "b"], ["a", "b"], "t", log_colour=True).data[0]
+    assert np.allclose(trace.z, np.log10(probs)) and np.allclose(trace.customdata, probs)
+    assert "customdata" in trace.hovertemplate and "%{z" not in trace.hovertemplate
+    assert list(trace.colorbar.ticktext) == ["0.001", "0.01", "0.1", "1"]
+

@@ -6,6 +6,7 @@ interactive figure; in the HTML book the `buildgpt_book` extension renders it of
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
@@ -52,13 +53,24 @@ def char_frequencies(text: str, title: str = "How often each character occurs") 
 
 def heatmap(matrix, x_labels: Sequence[str], y_labels: Sequence[str], title: str,
             x_title: str = "", y_title: str = "", colorbar_title: str = "",
-            hover: str = "%{y} → %{x}: %{z:.3f}") -> go.Figure:
-    """A matrix as a heatmap with labelled axes, first row at the top."""
-    fig = go.Figure(go.Heatmap(z=matrix, x=list(x_labels), y=list(y_labels), colorscale="Viridis",
-                               colorbar=dict(title=colorbar_title),
-                               hovertemplate=hover + "<extra></extra>"))
-    axis = dict(type="category", dtick=1, tickfont=dict(size=9))  # every label, however many
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=650,
+            hover: str = "%{y} → %{x}: %{z:.3f}", log_colour: bool = False, height: int = 650) -> go.Figure:
+    """A matrix as a heatmap with labelled axes, first row at the top.
+
+    `log_colour` colours by log10 of the (positive) values, so that small probabilities are told
+    apart; the hover and the colour bar still read the values themselves.
+    figures.heatmap(probs, chars, chars, "P(next | current)", log_colour=True)
+    """
+    matrix = np.asarray(matrix, dtype=float)
+    colour, colorbar, values = matrix, dict(title=colorbar_title), None
+    if log_colour:
+        colour, values = np.log10(np.maximum(matrix, 1e-12)), matrix
+        decades = range(math.floor(colour.min()), math.ceil(colour.max()) + 1)
+        colorbar.update(tickvals=list(decades), ticktext=[f"{10.0 ** d:g}" for d in decades])
+        hover = hover.replace("%{z", "%{customdata")
+    fig = go.Figure(go.Heatmap(z=colour, customdata=values, x=list(x_labels), y=list(y_labels),
+                               colorscale="Viridis", colorbar=colorbar, hovertemplate=hover + "<extra></extra>"))
+    axis = dict(type="category", dtick=1, tickfont=dict(size=10))  # every label, however many
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=height,
                       xaxis=dict(axis, tickangle=0), yaxis=dict(axis, autorange="reversed"))
     return fig
 
