@@ -38,7 +38,7 @@ RESULTS = "gpu.json"  # committed as results/gpu.json once `make gpu-html` accep
 ARCHIVE_LIMIT_MB = 16
 # What the chapters and their runner import: the machine's own (torch ... regex), then the wheels'.
 NEEDED = ("torch", "numpy", "tqdm", "safetensors", "tiktoken", "regex", "buildgpt", "ipykernel", "jupytext",
-          "nbclient", "nbformat", "plotly", "myst_nb.ext.glue")
+          "nbclient", "nbformat", "plotly", "myst_nb.ext.glue", "sentencepiece")
 GLUE_PREFIX = "application/papermill.record/"  # how myst-nb's glue(..., display=False) stores a value
 # A glued scalar as its text/plain form shows it: 1.47, 10_788_929, np.float64(1.47), tensor(1.4700)
 NUMBER = re.compile(r"^(?:[\w.]+\()?\s*(-?[\d_]*\.?\d+(?:[eE][-+]?\d+)?)\s*\)?$")

@@ -1,0 +1,64 @@
+"""GPT-2's printable bytes against transformers' `bytes_to_unicode` and tiktoken's byte ids; the
+merge trees behind tokens; the docstring examples of both modules."""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import pytest
+from transformers.convert_slow_tokenizer import bytes_to_unicode as transformers_bytes_to_unicode
+
+from buildgpt.tokenizers.gpt2_bytes import bytes_to_unicode, printable
+from buildgpt.tokenizers.gpt4 import tiktoken_encoding
+from buildgpt.tokenizers.merge_tree import merge_tree, tree_depth
+from buildgpt.tokenizers.regex import RegexTokenizer
+
+
+def test_bytes_to_unicode_is_transformers_table_in_its_order():
+    ours, theirs = bytes_to_unicode(), transformers_bytes_to_unicode()
+    assert ours == theirs and list(ours.items()) == list(theirs.items())
+    assert len(set(ours.values())) == 256 and all(c.isprintable() and not c.isspace() for c in ours.values())
+
+
+@pytest.mark.usefixtures("tiktoken_cache")
+@pytest.mark.parametrize("name", ["gpt2", "cl100k_base", "o200k_base"])
+def test_tiktoken_byte_ids_follow_gpt2s_table(name):
+    ranks = tiktoken_encoding(name)._mergeable_ranks
+    assert sorted(range(256), key=lambda b: ranks[bytes([b])]) == list(bytes_to_unicode())
+
+
+@pytest.mark.usefixtures("tiktoken_cache")
+def test_printable_is_reversible_on_gpt2_tokens():
+    gpt2 = tiktoken_encoding("gpt2")
+    back = {c: b for b, c in bytes_to_unicode().items()}
+    for token in list(gpt2._mergeable_ranks)[::97]:
+        assert bytes(back[c] for c in printable(token)) == token
+    assert printable(b"\n\tx") == "\u010a\u0109x"
+
+
+def test_merge_tree_rebuilds_every_token():
+    tokenizer = RegexTokenizer()
+    tokenizer.train("the cat sat on the mat; the cats sat on the mats. " * 20, 271)
+
+    def leaves(tree):
+        return [tree] if isinstance(tree, int) else leaves(tree[0]) + leaves(tree[1])
+
+    for token_id, token in tokenizer.vocab.items():
+        tree = merge_tree(token_id, tokenizer.merges)
+        assert b"".join(tokenizer.vocab[leaf] for leaf in leaves(tree)) == token
+        assert all(leaf < 256 for leaf in leaves(tree)) and tree_depth(tree) <= len(token) - 1
+    with pytest.raises(ValueError, match="never negative"):
+        merge_tree(-1, tokenizer.merges)
+
+
+def test_docstring_examples():
+    checked = 0
+    for name in ("gpt2_bytes", "merge_tree", "sentencepiece_bpe"):
+        module = importlib.import_module(f"buildgpt.tokenizers.{name}")
+        for obj in vars(module).values():
+            if getattr(obj, "__module__", None) == module.__name__ and obj.__doc__:
+                for expression, value in re.findall(r"Example: `(.+?)`\s+gives `(.+?)`", obj.__doc__, re.S):
+                    assert eval(expression, vars(module)) == eval(value, vars(module)), expression
+                    checked += 1
+    assert checked >= 5
