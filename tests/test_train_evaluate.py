@@ -1,4 +1,5 @@
-"""Measuring a model: estimate_loss over random batches, split_loss over a whole split, the unigram floor."""
+"""Measuring a model: estimate_loss over random batches, split_loss over a whole split, the unigram and
+bigram floors."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from buildgpt.data.batches import TokenBatches, get_batch
 from buildgpt.nn.bigram import BigramLanguageModel
 from buildgpt.nn.model import GPT, GPTConfig
-from buildgpt.train.evaluate import estimate_loss, split_loss, unigram_loss
+from buildgpt.train.evaluate import bigram_loss, estimate_loss, split_loss, unigram_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -133,3 +134,24 @@ def test_unigram_loss_is_the_cross_entropy_of_training_frequencies():
     val = torch.tensor([0, 1])
     expected = -(math.log(3 / 4) + math.log(1 / 4)) / 2
     assert unigram_loss(train, val, vocab_size=3) == pytest.approx(expected)
+
+
+def test_bigram_loss_is_the_cross_entropy_of_smoothed_pair_counts():
+    train = torch.tensor([0, 1, 0, 1, 1])  # pairs 01, 10, 01, 11: from 0 always 1, from 1 half 0 half 1
+    val = torch.tensor([0, 1, 1])  # pairs 01, 11
+    # add-one smoothing over a vocabulary of 2: P(1|0) = (2+1)/(2+2), P(1|1) = (1+1)/(2+2)
+    expected = -(math.log(3 / 4) + math.log(2 / 4)) / 2
+    assert bigram_loss(train, val, vocab_size=2) == pytest.approx(expected)
+
+
+def test_bigram_loss_matches_cross_entropy_of_the_log_count_table():
+    generator = torch.Generator().manual_seed(0)
+    train, val = torch.randint(0, 5, (500,), generator=generator), torch.randint(0, 5, (100,), generator=generator)
+    counts = torch.ones(5, 5, dtype=torch.float64)
+    for a, b in zip(train[:-1].tolist(), train[1:].tolist()):
+        counts[a, b] += 1
+    table = torch.log(counts / counts.sum(dim=1, keepdim=True))
+    expected = torch.nn.functional.cross_entropy(table[val[:-1]], val[1:]).item()
+    assert bigram_loss(train, val, vocab_size=5) == pytest.approx(expected)
+    assert bigram_loss(train, val, 5) < unigram_loss(train, val, 5) + 0.1  # uniform data: context barely helps
+

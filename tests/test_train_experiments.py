@@ -15,6 +15,7 @@ from buildgpt.train.experiments import (
     Summary,
     compare,
     extrapolation,
+    regime,
     run_study,
     summarize,
     t_quantile,
@@ -119,3 +120,10 @@ def test_run_study_trains_every_variant_from_every_seed():
     lengths = extrapolation(runs[0].model, data[500:], [8, 16], max_tokens=64)
     assert lengths[16] is None and math.isfinite(lengths[8])  # a learned table stops at its length
     assert all(math.isfinite(v) for v in extrapolation(runs[2].model, data[500:], [8, 16], 64).values())
+
+
+def test_regime_says_early_training_when_the_baseline_is_near_the_bigram():
+    early = regime(2.279, 2.482, 600)
+    assert "early in training" in early and "2.279" in early and "0.203" in early and "600" in early
+    late = regime(1.6, 2.482, 5000)
+    assert "well past" in late and "0.882" in late

@@ -148,6 +148,27 @@ def compare(candidate: Summary, baseline: Summary, confidence: float = 0.95) -> 
     return "better" if difference < 0 else "worse"
 
 
+# Below the counted bigram by less than this, a character model has learned little beyond one character of context.
+EARLY_TRAINING_NATS = 0.5
+
+
+def regime(baseline_loss: float, bigram: float, steps: int) -> str:
+    """A sentence that places a study's baseline against the counted bigram (`evaluate.bigram_loss`),
+    so a reader knows whether its verdicts are about architectures or about the first steps of learning.
+
+    regime(2.279, 2.482, 600)  # '... still early in training ...'
+    """
+    gap = bigram - baseline_loss
+    where = (f"the baseline ends at {baseline_loss:.3f}, only {gap:.3f} nats below the counted bigram table "
+             f"({bigram:.3f}), which reads a single character of context")
+    if gap < EARLY_TRAINING_NATS:
+        return (f"After {steps} steps {where}: these models are still early in training, so the verdicts rank how "
+                "fast each variant starts to learn, not where it would end up.")
+    return (f"After {steps} steps the baseline ends at {baseline_loss:.3f}, {gap:.3f} nats below the counted "
+            f"bigram table ({bigram:.3f}): well past what one character of context gives, though still far from "
+            "a long run's result.")
+
+
 def extrapolation(model: GPT, val_data: torch.Tensor, lengths: list[int], max_tokens: int,
                   device: str = "cpu") -> dict[int, float | None]:
     """Loss on the first `max_tokens` validation tokens, read in windows of each length.
