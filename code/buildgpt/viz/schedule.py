@@ -16,12 +16,13 @@ def schedule_figure(config: TrainConfig, title: str = "Learning rate against ste
     fig = go.Figure(go.Scatter(x=steps, y=[config.lr_at(s) for s in steps], mode="lines", name="learning rate",
                                hovertemplate="step %{x}: %{y:.3e}<extra></extra>"))
     if config.warmup_iters:
-        fig.add_vrect(x0=0, x1=config.warmup_iters, fillcolor="orange", opacity=0.2, line_width=0,
-                      annotation_text=f"warmup ({config.warmup_iters} steps)", annotation_position="top left")
+        fig.add_vrect(x0=0, x1=config.warmup_iters, fillcolor="orange", opacity=0.2, line_width=0)
+        fig.add_annotation(x=config.warmup_iters, y=config.learning_rate, text=f"end of warmup: step {config.warmup_iters}",
+                           ax=70, ay=40, xanchor="left")
     if config.decay_lr:
         min_lr = config.learning_rate / 10 if config.min_lr is None else config.min_lr
         fig.add_hline(y=min_lr, line_dash="dot", line_color="grey",
-                      annotation_text=f"cosine decay to min_lr = {min_lr:.3e}", annotation_position="top right")
+                      annotation_text=f"cosine decay to min_lr = {min_lr:g}", annotation_position="top right")
     fig.update_layout(title=title, xaxis_title="step", yaxis_title="learning rate", height=380,
-                      yaxis=dict(exponentformat="e", rangemode="tozero"), showlegend=False)
+                      xaxis=dict(range=[0, config.max_iters]), yaxis=dict(rangemode="tozero"), showlegend=False)
     return fig
