@@ -6,6 +6,8 @@
 - A download button for each chapter's executed notebook, outputs included.
 - No thebe assets (live code is off; its script would name a CDN).
 - The cell timeout follows the run profile (`buildgpt.profiles.CELL_TIMEOUT`); pages are light.
+- The package as a wheel (`wheel.py`) in `_build/wheel/`, which the intro offers: a downloaded chapter's
+  first cell installs it when `buildgpt` is missing.
 - `static/buildgpt.css`: code listings and outputs wrap at the column's width instead of scrolling.
 - The learner's takeaway, `_build/gpt/gpt.py` and `gpt.ipynb` (`takeaway.py`), which the intro and
   chapter 3 offer for download; the notebook is executed whenever the chapters are.
@@ -51,6 +53,17 @@ def _takeaway(app):
           timeout=CELL_TIMEOUT[profile_name()])
 
 
+def _wheel(app):
+    """Build the package's wheel where the intro's download points (`/_build/wheel/`)."""
+    if not (Path(app.srcdir) / "pyproject.toml").is_file():
+        return  # the tests' small books are not the repository
+    from .wheel import build_wheel
+
+    folder = Path(app.srcdir) / "_build" / "wheel"
+    shutil.rmtree(folder, ignore_errors=True)
+    build_wheel(Path(app.srcdir), folder)
+
+
 def _executed_notebook(app, docname: str) -> Path:
     return Path(app.outdir).parent / "jupyter_execute" / f"{docname}.ipynb"
 
@@ -91,6 +104,7 @@ def setup(app):
     app.connect("config-inited", _configure)
     app.add_css_file(STYLESHEET)
     app.connect("builder-inited", _takeaway)
+    app.connect("builder-inited", _wheel)
     app.connect("html-page-context", _page_context, priority=400)  # before the theme's buttons (501)
     app.connect("html-page-context", _drop_thebe, priority=900)  # after every extension has added its assets
     app.connect("build-finished", _copy_plotly_js)
