@@ -1,0 +1,7 @@
+"""The exercises' checks: each takes the learner's function, tests it on random inputs against the
+package's reference (itself tested against PyTorch), and raises an AssertionError that says what is
+wrong, or prints one line of success.
+
+- `batched_heads` (exercise 1): every head's causal self-attention as one batched computation;
+- `researcher` (exercise 4): rotary position embeddings, and RMSNorm against `torch.nn.RMSNorm`.
+"""
