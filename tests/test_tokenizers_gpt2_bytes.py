@@ -1,18 +1,22 @@
 """GPT-2's printable bytes against transformers' `bytes_to_unicode` and tiktoken's byte ids; the
-merge trees behind tokens; the docstring examples of both modules."""
+merge trees behind tokens and the picture of one; the docstring examples of the new modules."""
 
 from __future__ import annotations
 
 import importlib
 import re
+import sys
+from pathlib import Path
 
 import pytest
 from transformers.convert_slow_tokenizer import bytes_to_unicode as transformers_bytes_to_unicode
 
 from buildgpt.tokenizers.gpt2_bytes import bytes_to_unicode, printable
-from buildgpt.tokenizers.gpt4 import tiktoken_encoding
+from buildgpt.tokenizers.gpt4 import GPT4Tokenizer, tiktoken_encoding
 from buildgpt.tokenizers.merge_tree import merge_tree, tree_depth
 from buildgpt.tokenizers.regex import RegexTokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bytes_to_unicode_is_transformers_table_in_its_order():
@@ -62,3 +66,15 @@ def test_docstring_examples():
                     assert eval(expression, vars(module)) == eval(value, vars(module)), expression
                     checked += 1
     assert checked >= 5
+
+
+@pytest.mark.usefixtures("tiktoken_cache")
+def test_the_merge_tree_picture_is_drawn_from_gpt4s_merges():
+    """book/images/tokenizer-merge-tree.svg is exactly what scripts/tokenizer_merge_tree.py draws."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import tokenizer_merge_tree
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    drawn = tokenizer_merge_tree.svg(GPT4Tokenizer(), tokenizer_merge_tree.WORD)
+    assert tokenizer_merge_tree.OUT.read_text(encoding="utf-8") == drawn, "rerun scripts/tokenizer_merge_tree.py"
