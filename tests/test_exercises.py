@@ -17,10 +17,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from buildgpt.exercises import batched_heads, researcher
+from buildgpt.data.arithmetic import IGNORE_INDEX, decode
+from buildgpt.exercises import addition, batched_heads, researcher
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
-CHAPTERS = ["ex1-batched-heads", "ex4-researcher"]
+CHAPTERS = ["ex1-batched-heads", "ex2-addition", "ex4-researcher"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,6 +83,14 @@ WRONG_SOLUTIONS = [
     ("ex1-batched-heads", 0, "y.transpose(1, 2).reshape(B, T, C)", "y.reshape(B, T, C)", "without transposing"),
     ("ex1-batched-heads", 0, "dim=-1) @ v", "dim=-2) @ v", "queries"),
     ("ex1-batched-heads", 0, "return y.transpose(1, 2).reshape(B, T, C)", "return y", "shape"),
+    ("ex2-addition", 0, ".zfill(width + 1)[::-1]", ".zfill(width + 1)", "not reversed"),
+    ("ex2-addition", 0, "str(a + b).zfill(width + 1)[::-1]", "str(a + b)[::-1].zfill(width + 1)", "padded after reversing"),
+    ("ex2-addition", 0, "str(a + b).zfill(width + 1)[::-1]", "str(a + b)[::-1]", "not zero-padded"),
+    ("ex2-addition", 0, "y[:len(prompt) - 1] = [IGNORE_INDEX] * (len(prompt) - 1)", "pass", "prompt's targets are scored"),
+    ("ex2-addition", 0, "y[:len(prompt) - 1] = [IGNORE_INDEX] * (len(prompt) - 1)", "y[:len(prompt)] = [IGNORE_INDEX] * len(prompt)",
+     "target of '=' is masked"),
+    ("ex2-addition", 0, 'answer + "\\n"', "answer", "no final newline"),
+    ("ex2-addition", 0, "x, y = ids[:-1], ids[1:]", "x, y = ids[:-1], ids[:-1]", "expected x"),
     ("ex4-researcher", 0, "a * sin + b * cos", "-a * sin + b * cos", "length of each pair"),
     ("ex4-researcher", 0, "(a * cos - b * sin, a * sin + b * cos)", "(a * cos + b * sin, -a * sin + b * cos)", "wrong way"),
     ("ex4-researcher", 0, "torch.arange(T)[:, None]", "(torch.arange(T)[:, None] + 1)", "position 0"),
@@ -144,6 +153,13 @@ def test_torchs_rmsnorm_passes_the_rms_norm_check():
         layer.weight.data.copy_(weight)
         return layer(x)
     researcher.check_rms_norm(torch_rms_norm)
+
+
+def test_the_addition_reference_is_the_lectures_example():
+    """Written out by hand: 57 + 968 = 1025, padded to 057+968= and 1025 reversed, prompt targets masked."""
+    x, y = addition.reference_encoding(57, 968, 3)
+    assert decode(x) == "057+968=5201"
+    assert y[:7] == [IGNORE_INDEX] * 7 and decode(y[7:]) == "5201\n"
 
 
 def test_a_function_that_returns_no_tensor_is_told_so():
