@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from buildgpt.data.arithmetic import IGNORE_INDEX, decode
-from buildgpt.exercises import addition, batched_heads, researcher
+from buildgpt.exercises import addition, batched_heads, pretrain_finetune, researcher
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
-CHAPTERS = ["ex1-batched-heads", "ex2-addition", "ex4-researcher"]
+CHAPTERS = ["ex1-batched-heads", "ex2-addition", "ex3-pretrain-finetune", "ex4-researcher"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -91,6 +91,10 @@ WRONG_SOLUTIONS = [
      "target of '=' is masked"),
     ("ex2-addition", 0, 'answer + "\\n"', "answer", "no final newline"),
     ("ex2-addition", 0, "x, y = ids[:-1], ids[1:]", "x, y = ids[:-1], ids[:-1]", "expected x"),
+    ("ex3-pretrain-finetune", 0, "(step + 1) / warmup_iters", "step / warmup_iters", "warmup starts at 0"),
+    ("ex3-pretrain-finetune", 0, "return min_lr + 0.5", "min_lr = 0.0\n    return min_lr + 0.5", "ends at 0"),
+    ("ex3-pretrain-finetune", 0, "min(1.0, (step - warmup_iters)", "((step - warmup_iters)", "stay at min_lr"),
+    ("ex3-pretrain-finetune", 0, "0.5 * (1 + math.cos(math.pi * progress))", "(1 - progress)", "straight line"),
     ("ex4-researcher", 0, "a * sin + b * cos", "-a * sin + b * cos", "length of each pair"),
     ("ex4-researcher", 0, "(a * cos - b * sin, a * sin + b * cos)", "(a * cos + b * sin, -a * sin + b * cos)", "wrong way"),
     ("ex4-researcher", 0, "torch.arange(T)[:, None]", "(torch.arange(T)[:, None] + 1)", "position 0"),
@@ -155,7 +159,15 @@ def test_torchs_rmsnorm_passes_the_rms_norm_check():
     researcher.check_rms_norm(torch_rms_norm)
 
 
-def test_the_addition_reference_is_the_lectures_example():
+def test_the_schedule_reference_by_hand():
+    """Warmup of 10 to 1e-3: step 0 takes 1e-4, step 9 the peak; half-way through the decay, the mean of peak and floor."""
+    assert math.isclose(pretrain_finetune.reference_lr(0, 110, 1e-3, 1e-4, 10), 1e-4)
+    assert math.isclose(pretrain_finetune.reference_lr(9, 110, 1e-3, 1e-4, 10), 1e-3)
+    assert math.isclose(pretrain_finetune.reference_lr(60, 110, 1e-3, 1e-4, 10), 5.5e-4)
+    assert math.isclose(pretrain_finetune.reference_lr(500, 110, 1e-3, 1e-4, 10), 1e-4)
+
+
+def test_the_addition_reference_by_hand():
     """Written out by hand: 57 + 968 = 1025, padded to 057+968= and 1025 reversed, prompt targets masked."""
     x, y = addition.reference_encoding(57, 968, 3)
     assert decode(x) == "057+968=5201"
