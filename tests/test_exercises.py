@@ -177,3 +177,9 @@ def test_the_addition_reference_by_hand():
 def test_a_function_that_returns_no_tensor_is_told_so():
     with pytest.raises(AssertionError, match="returned a NoneType, not a tensor"):
         researcher.check_apply_rope(lambda x, base=10000.0: None)
+
+
+def test_the_checks_leave_the_learners_random_state_alone():
+    state = torch.random.get_rng_state()
+    batched_heads.check_all_heads_attention(batched_heads._variant)  # with nothing changed, a right answer
+    assert torch.equal(torch.random.get_rng_state(), state)

@@ -26,10 +26,11 @@ def per_head_problem(B: int, T: int, C: int, n_head: int, seed: int):
 
     Example: `x, w, expected = per_head_problem(2, 6, 8, 2, seed=0)`.
     """
-    torch.manual_seed(seed)
-    heads = MultiHeadAttention(C, n_head).eval()
-    qkv_weight = BatchedSelfAttention(C, n_head).load_from_heads(heads).qkv.weight.detach().clone()
-    x = torch.randn(B, T, C)
+    with torch.random.fork_rng():  # the learner's random state is left as it was
+        torch.manual_seed(seed)
+        heads = MultiHeadAttention(C, n_head).eval()
+        qkv_weight = BatchedSelfAttention(C, n_head).load_from_heads(heads).qkv.weight.detach().clone()
+        x = torch.randn(B, T, C)
     with torch.no_grad():
         expected = torch.cat([h(x) for h in heads.heads], dim=-1)  # (B, T, C)
     return x, qkv_weight, expected
@@ -52,7 +53,7 @@ def _variant(x, qkv_weight, n_head, *, scale_by: str = "head", split: str = "tra
     return y.transpose(1, 2).reshape(B, T, C) if merge == "transpose" else y.reshape(B, T, C)
 
 
-MISTAKES = {  # diagnosis -> what differs from the right computation (a missing mask: see `causality`)
+MISTAKES = {  # diagnosis -> what differs from the right computation (a missing mask: see `_causality`)
     "the scores are divided by sqrt(C), the whole width; divide by sqrt(head_size), each head's size": {"scale_by": "width"},
     "the scores are not scaled: divide q @ k^T by sqrt(head_size)": {"scale_by": "none"},
     "the heads are split with view(B, n_head, T, head_size), which mixes positions and channels: "
@@ -63,7 +64,7 @@ MISTAKES = {  # diagnosis -> what differs from the right computation (a missing 
 }
 
 
-def causality(fn, x, qkv_weight, n_head, out) -> str | None:
+def _causality(fn, x, qkv_weight, n_head, out) -> str | None:
     """What is wrong if changing the last position moves an earlier output, else None."""
     later = x.clone()
     later[:, -1] += 1.0  # (B, T, C): only the last position changes
@@ -89,7 +90,7 @@ def check_all_heads_attention(fn) -> None:
         difference = max_difference(out, expected, f"{name} at {case}")
         if difference > ATOL:
             candidates = {d: _variant(x, qkv_weight, n_head, **change) for d, change in MISTAKES.items()}
-            diagnosis = matches(out, candidates, ATOL) or causality(fn, x, qkv_weight, n_head, out) or (
+            diagnosis = matches(out, candidates, ATOL) or _causality(fn, x, qkv_weight, n_head, out) or (
                 "check the split into heads, the scale, the mask and the merge against the shape comments")
             raise AssertionError(f"{name} differs from the per-head attention by up to {difference:.2e} "
                                  f"at {case}: {diagnosis}")

@@ -1,5 +1,6 @@
-"""Exercise 4's checks: the learner's RoPE against the package's (tested against the paper's property
-and Hugging Face's), and the learner's RMSNorm against `torch.nn.functional.rms_norm`.
+"""Exercise 4's checks: the learner's RoPE against the package's (whose scores depend only on the
+offset, tests/test_nn_positions.py, and which equals Meta LLaMA's complex-number form,
+tests/test_exercises.py), and the learner's RMSNorm against `torch.nn.functional.rms_norm`.
 
 The learner writes `apply_rope(x, base=10000.0)`: x (..., T, head_size), each pair of channels
 (0, 1), (2, 3), ... at position p rotated by the angle p * base ** (-2i / head_size) of pair i;
@@ -51,7 +52,7 @@ ROPE_MISTAKES = {  # diagnosis -> the keywords of `reference_rope` that reproduc
 }
 
 
-def rope_property(fn, x: torch.Tensor, base: float, out: torch.Tensor) -> str | None:
+def _rope_property(fn, x: torch.Tensor, base: float, out: torch.Tensor) -> str | None:
     """Which of RoPE's defining properties `out` breaks, or None."""
     pairs_in, pairs_out = x.unflatten(-1, (-1, 2)).norm(dim=-1), out.unflatten(-1, (-1, 2)).norm(dim=-1)
     if (pairs_out - pairs_in).abs().max().item() > ATOL:
@@ -84,7 +85,7 @@ def check_apply_rope(fn) -> None:
             candidates = {d: reference_rope(x, base, **change) for d, change in ROPE_MISTAKES.items()}
             if base != 10000.0:
                 candidates["it ignores its base argument: the frequencies are base ** (-2i / head_size)"] = reference_rope(x)
-            diagnosis = matches(out, candidates, ATOL) or rope_property(fn, x, base, out) or (
+            diagnosis = matches(out, candidates, ATOL) or _rope_property(fn, x, base, out) or (
                 "check the angles (position times frequency) and which channels form a pair")
             raise AssertionError(f"{name} differs from the package's RoPE by up to {difference:.2e} at {case}: {diagnosis}")
         worst = max(worst, difference)
