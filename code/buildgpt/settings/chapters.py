@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from ..nn.model import GPTConfig
 from ..train.loop import TrainConfig
+from .gpt_chapter import DropoutSettings, GPTChapterSettings, LadderSettings
 from .presets import (
     CPU_MODEL,
     CPU_SCHEDULE,
@@ -46,6 +47,11 @@ _smoke_study = StudySettings(replace(SMOKE_MODEL, block_size=16),
                              seeds=(0,))
 _gpu_study = StudySettings(replace(LECTURE_MODEL, mlp="gelu"),
                            replace(NANOGPT_SCHEDULE, max_iters=3000, eval_iters=50), seeds=(0, 1, 2))
+
+# The ladder's rungs below the top (chapter 3): the lecture's small model, one size per profile.
+_smoke_rung = GPTConfig(block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0, mlp="relu", attention="per_head")
+_cpu_rung = GPTConfig(block_size=32, n_layer=2, n_head=4, n_embd=64, dropout=0.0, mlp="relu", attention="per_head")
+_gpu_rung = GPTConfig(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, mlp="relu", attention="per_head")
 
 SETTINGS: dict[str, dict[str, object]] = {
     "bigram": {
@@ -89,10 +95,36 @@ SETTINGS: dict[str, dict[str, object]] = {
         "gpu": _gpu_study,
     },
     # The GPT of "Let's build GPT" on tinyshakespeare (chapter 3 and `buildgpt train shakespeare-char`).
+    # The ladder: every rung with the lecture's constant learning rate and the same budget; the per-head attention
+    # the chapter shows. Dropout: a text slice small enough that the model memorises it within the budget.
     "gpt": {
-        "smoke": GPTSettings(SMOKE_MODEL, SMOKE_SCHEDULE, max_val_loss=3.5),
-        "cpu": GPTSettings(CPU_MODEL, CPU_SCHEDULE, max_val_loss=2.0),
-        "gpu": GPTSettings(LECTURE_MODEL, NANOGPT_SCHEDULE, max_val_loss=1.50),
+        "smoke": GPTChapterSettings(
+            SMOKE_MODEL, SMOKE_SCHEDULE, max_val_loss=3.5,
+            ladder=LadderSettings(_smoke_rung, TrainConfig(max_iters=10, eval_interval=10, eval_iters=2, batch_size=8),
+                                  top=replace(_smoke_rung, dropout=0.2), top_name="+ dropout", min_margin=None),
+            overfitting=DropoutSettings(replace(SMOKE_MODEL, block_size=16),
+                                    replace(SMOKE_SCHEDULE, max_iters=10, eval_interval=5, eval_iters=2),
+                                    train_chars=2000, dropout=0.2, min_narrowing=None)),
+        "cpu": GPTChapterSettings(
+            CPU_MODEL, CPU_SCHEDULE, max_val_loss=2.0,
+            ladder=LadderSettings(_cpu_rung, TrainConfig(max_iters=400, eval_interval=200, eval_iters=10, batch_size=16,
+                                                         learning_rate=3e-3),
+                                  top=replace(_cpu_rung, dropout=0.2), top_name="+ dropout (same size)",
+                                  min_margin=0.15),
+            overfitting=DropoutSettings(replace(_cpu_rung, mlp="gelu", attention="fused"),
+                                    replace(CPU_STUDY_SCHEDULE, max_iters=600, eval_interval=50, eval_iters=10,
+                                            batch_size=16, learning_rate=3e-3, warmup_iters=20),
+                                    train_chars=5000, dropout=0.2, min_narrowing=0.3)),
+        # Unmeasured until a GPU run: the ladder one size up, its top the lecture's width and depth; no dropout claim.
+        "gpu": GPTChapterSettings(
+            LECTURE_MODEL, NANOGPT_SCHEDULE, max_val_loss=1.50,
+            ladder=LadderSettings(_gpu_rung, TrainConfig(max_iters=1500, eval_interval=250, eval_iters=20,
+                                                         batch_size=64, learning_rate=1e-3),
+                                  top=replace(LECTURE_MODEL, block_size=_gpu_rung.block_size, attention="per_head"),
+                                  top_name="scaled up, with dropout", min_margin=0.15),
+            overfitting=DropoutSettings(replace(CPU_MODEL, dropout=0.0),
+                                    replace(CPU_SCHEDULE, max_iters=1500, eval_interval=100, eval_iters=20),
+                                    train_chars=20000, dropout=0.2, min_narrowing=None)),
     },
     # Exercise 2: the same model and budget for each of the four formats (reversed or not, masked or not).
     "addition": {
