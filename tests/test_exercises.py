@@ -103,6 +103,10 @@ WRONG_SOLUTIONS = [
     ("ex4-researcher", 1, "return x * torch.rsqrt", "x = x - x.mean(dim=-1, keepdim=True)\n    return x * torch.rsqrt",
      "subtracts the mean"),
     ("ex4-researcher", 1, "+ eps) * weight", "+ eps)", "gain"),
+    ("ex4-researcher", 2, "F.silu(x @ gate_weight.T) * (x @ up_weight.T)", "(x @ gate_weight.T) * F.silu(x @ up_weight.T)",
+     "belongs on the gate"),
+    ("ex4-researcher", 2, "F.silu(x @ gate_weight.T)", "F.relu(x @ gate_weight.T)", "ReLU"),
+    ("ex4-researcher", 2, "return hidden @ down_weight.T", "return hidden", "shape"),
 ]
 
 
@@ -172,6 +176,14 @@ def test_the_addition_reference_by_hand():
     x, y = addition.reference_encoding(57, 968, 3)
     assert decode(x) == "057+968=5201"
     assert y[:7] == [IGNORE_INDEX] * 7 and decode(y[7:]) == "5201\n"
+
+
+def test_a_written_out_silu_passes_the_swiglu_check():
+    """SiLU written out as z * sigmoid(z), independent of the package and of F.silu."""
+    def swiglu(x, gate_weight, up_weight, down_weight):
+        g = x @ gate_weight.T
+        return (g * torch.sigmoid(g) * (x @ up_weight.T)) @ down_weight.T
+    researcher.check_swiglu(swiglu)
 
 
 def test_a_function_that_returns_no_tensor_is_told_so():

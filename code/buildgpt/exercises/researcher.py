@@ -1,11 +1,12 @@
 """Exercise 4's checks: the learner's RoPE against the package's (whose scores depend only on the
 offset, tests/test_nn_positions.py, and which equals Meta LLaMA's complex-number form,
-tests/test_exercises.py), and the learner's RMSNorm against `torch.nn.functional.rms_norm`.
+tests/test_exercises.py), the learner's RMSNorm against `torch.nn.functional.rms_norm`, and the
+learner's SwiGLU against the package's `SwiGLU` module given the same weights.
 
 The learner writes `apply_rope(x, base=10000.0)`: x (..., T, head_size), each pair of channels
 (0, 1), (2, 3), ... at position p rotated by the angle p * base ** (-2i / head_size) of pair i;
-and `rms_norm(x, weight, eps=1e-6)`: each position's features divided by their root mean square,
-times the gain.
+`rms_norm(x, weight, eps=1e-6)`: each position's features divided by their root mean square,
+times the gain; and `swiglu(x, gate_weight, up_weight, down_weight)`: down(SiLU(gate(x)) * up(x)).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..nn import positions
+from ..nn.model import GPTConfig, SwiGLU
 from .common import call, matches, max_difference
 
 ROPE_CASES = [((2, 3, 8, 16), 10000.0), ((5, 6), 10000.0), ((1, 2, 12, 8), 100.0)]  # (shape, base): heads or none
@@ -118,3 +120,36 @@ def check_rms_norm(fn) -> None:
             raise AssertionError(f"{name} differs from torch's RMSNorm by up to {difference:.2e} at x of shape {shape}: {diagnosis}")
         worst = max(worst, difference)
     print(f"✓ {name} equals torch.nn.functional.rms_norm on two random inputs (largest difference {worst:.1e}).")
+
+
+def check_swiglu(fn) -> None:
+    """Raise an AssertionError naming the mistake unless `fn` equals the package's `SwiGLU` with the same weights.
+
+    Example: `check_swiglu(swiglu)` prints one line when all is well.
+    """
+    name = getattr(fn, "__name__", "your function")
+    generator, worst = torch.Generator().manual_seed(0), 0.0
+    for C in (12, 48):
+        module = SwiGLU(GPTConfig(n_embd=C, mlp="swiglu", bias=False)).eval()  # eval: no dropout
+        weights = [torch.randn(layer.weight.shape, generator=generator) / C**0.5 for layer in (module.gate, module.up, module.down)]
+        for layer, weight in zip((module.gate, module.up, module.down), weights):
+            layer.weight.data.copy_(weight)
+        x = torch.randn(2, 5, C, generator=generator)
+        out = call(fn, x, *weights, name=name)
+        with torch.no_grad():
+            difference = max_difference(out, module(x), f"{name} at n_embd = {C}")
+        if difference > ATOL:
+            gate, up, down = weights
+            g, u = x @ gate.T, x @ up.T  # (B, T, hidden) each
+            diagnosis = matches(out, {
+                "SiLU is applied to the up projection; it belongs on the gate: down(SiLU(gate(x)) * up(x))":
+                    (F.silu(u) * g) @ down.T,
+                "the activation is not SiLU (x * sigmoid(x)): ReLU": (F.relu(g) * u) @ down.T,
+                "the activation is not SiLU (x * sigmoid(x)): GELU": (F.gelu(g) * u) @ down.T,
+                "SiLU is applied to the product; apply it to the gate alone, then multiply": F.silu(g * u) @ down.T,
+                "the down projection is missing: project the hidden vector back to n_embd": F.silu(g) * u,
+            }, ATOL) or "compute down(SiLU(gate(x)) * up(x)), where each projection is x @ weight.T"
+            raise AssertionError(f"{name} differs from the package's SwiGLU by up to {difference:.2e} "
+                                 f"at n_embd = {C}: {diagnosis}")
+        worst = max(worst, difference)
+    print(f"✓ {name} equals the package's SwiGLU on two random inputs (largest difference {worst:.1e}).")
