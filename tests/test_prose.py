@@ -35,6 +35,7 @@ ALLOWED_NAMES = [
     r"SHA-256",  # the checksum the data registry verifies
     r"FSDP2",  # PyTorch's fully sharded data parallel, second version
     r"[AH]100|H200",  # GPUs
+    r"Llama 2",  # the model family whose tokenizer settings chapter 5 shows
 ]
 # References, not measurements: chapter, exercise and section numbers, and citation years.
 ALLOWED_REFERENCES = [
