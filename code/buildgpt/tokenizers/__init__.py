@@ -12,4 +12,8 @@ One module per idea, as in minbpe:
 - `regex`: `RegexTokenizer`, BPE within the chunks of a split pattern (GPT-2's or GPT-4's).
 - `gpt4`: tiktoken interop: `tiktoken_encoding`, `recover_merges`, and `GPT4Tokenizer`, whose
   ids are tiktoken's `cl100k_base`.
+- `gpt2_bytes`: GPT-2's `bytes_to_unicode` (why GPT-4's first tokens are the bytes in another order).
+- `merge_tree`: the tree of merges that builds one token.
+- `sentencepiece_bpe`: sentencepiece trained with Llama 2's options, and its pieces decoded by hand.
+- `chat`: the chat format's special tokens on top of the characters (the assistant).
 """
