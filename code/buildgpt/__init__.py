@@ -9,21 +9,26 @@ later one's:
   arithmetic problems as text (`arithmetic`, `arithmetic_steps`, exercise 2), a large corpus as
   memory-mapped token files (`prepared`, exercise 3), Shakespeare on request (`instructions`, the assistant);
 - `tokenizers`: characters (`chars`, chapter 1) and byte-pair encoding (chapter 5: `textbook`,
-  `fast`, `base`, `basic`, `regex`, `gpt4`), the chat format (`chat`);
-- `nn`: the model and its parts: `loss`, `bigram` (chapter 1); `attention` (chapter 2, plain);
-  `dropout`, `norms`, `model` (chapter 3); `batched_attention` (exercise 1); `positions`
+  `fast`, `base`, `basic`, `regex`, `gpt4`, `gpt2_bytes`, `merge_tree`, `sentencepiece_bpe`), the chat
+  format (`chat`);
+- `nn`: the model and its parts: `loss`, `bigram` (chapter 1); `attention`, `cross_attention` (chapter 2,
+  plain); `dropout`, `norms`, `model`, `ladder` (chapter 3); `nanogpt` (nanoGPT's fused layout and names);
+  `batched_attention` (exercise 1); `positions`
   (chapter 4); `causal_attention` (the fast and general attention the GPT runs); `abacus` (exercise 2);
   `surgery` (room for new tokens);
 - `train`: `objectives` (batch sources, loss functions), `loop` (the one training loop),
-  `evaluate` (losses; bits per byte, chapter 6), `checkpoint`, `experiments` (controlled comparisons),
+  `evaluate` (losses, the unigram and bigram floors; bits per byte, chapter 6), `checkpoint`, `experiments`
+  (controlled comparisons), `ladder` (chapter 3's rungs, trained alike), `flops` (model FLOPs utilisation),
   `distributed`, `sharded`, `distributed_runs`, `scaling` (training on many processes: DDP, FSDP2, DCP),
   `alignment` (SFT and DPO);
 - `infer`: `sampling`, `kv_cache`, `generate`, `half_weights`, `load` (a model from a checkpoint),
   `arithmetic`, `calculator` (exercise 2), `quantize` and `weight_formats` (int8, Q8_0, Q4_0 weights),
   `batched` (many prompts decoded at once), `assistant`, `chat_session` and `export_hf` (the assistant:
   answers checked, a chat, Hugging Face);
-- `settings`: `profiles` (smoke / cpu / gpu), `types` and `chapters` (each chapter's run sizes, from presets);
-- `viz`: the interactive figures (`figures`, `tokens`);
+- `exercises`: the checks a learner's solution meets, one module per exercise;
+- `settings`: `profiles` (smoke / cpu / gpu), `types`, `gpt_chapter` and `chapters` (each chapter's run sizes,
+  from presets);
+- `viz`: the interactive figures (`figures`, `tokens`, `schedule`), the GPU run's box (`gpu_results`);
 - `cli`: `buildgpt train | sample | quantize | calc | chat | export-hf`.
 
 Chapter by chapter, the modules it shows and the tests that prove them are listed in the
