@@ -55,6 +55,7 @@ CONFIGS = {
     "relu-per-head": dict(mlp="relu", attention="per_head"),
     "no-bias-vocab-over-n_embd": dict(mlp="gelu", bias=False, n_embd=32, attention="batched"),
     "sinusoidal": dict(mlp="relu", position="sinusoidal"),
+    "sinusoidal-paper": dict(mlp="gelu", position="sinusoidal_paper"),
     "no-positions": dict(mlp="gelu", position="none"),
 }
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from buildgpt.nn import positions
+from buildgpt.nn.model import GPT, GPTConfig
 from buildgpt.nn.positions import LearnedPositions, NoPositions, SinusoidalPositions
 
 
@@ -108,3 +109,21 @@ def test_sinusoidal_positions_are_the_scaled_table_at_any_start():
 def test_no_positions_add_nothing():
     assert NoPositions()(5) == 0.0
     assert NoPositions()(5, start=100) == 0.0
+
+
+def test_the_papers_sinusoidal_scheme_gives_tokens_and_positions_one_size():
+    """Attention Is All You Need, 3.4 and 3.5: the raw table (RMS 1/sqrt(2)) beside token embeddings
+    initialised at N(0, 1/d) and multiplied by sqrt(d) (RMS 1); ours shrinks the table to RMS 0.02 instead."""
+    torch.manual_seed(0)
+    paper = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=1, n_head=2, n_embd=64, position="sinusoidal_paper"))
+    ours = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=1, n_head=2, n_embd=64, position="sinusoidal"))
+    idx = torch.randint(0, 65, (4, 32))
+    tokens = paper.token_embedding(idx)
+    assert isinstance(paper.token_embedding, positions.ScaledEmbedding)
+    torch.testing.assert_close(tokens, paper.token_embedding.weight[idx] * 8.0)  # sqrt(64)
+    assert 0.9 < tokens.pow(2).mean().sqrt().item() < 1.1
+    torch.testing.assert_close(paper.position_embedding(32), positions.sinusoidal_table(32, 64))
+    assert abs(ours.position_embedding(32).pow(2).mean().sqrt().item() - 0.02) < 1e-3
+    assert type(ours.token_embedding) is torch.nn.Embedding
+    logits, loss = paper(idx, idx)
+    assert logits.shape == (4, 32, 65) and torch.isfinite(loss)

@@ -241,7 +241,10 @@ def assemble() -> str:
         piece(model.GPTConfig, drop=(*unused(model.GPTConfig, MODEL_FIELDS), "__post_init__", "to_dict", "from_dict"),
               edits=(("@dataclass(frozen=True)  # shared presets: change a copy (dataclasses.replace), never in place",
                       "@dataclass(frozen=True)"), ("one of MLPS (exercise 4)", '"relu" or "gelu"'))),
-        piece(model.FeedForward, drop=("config.mlp not in ('relu', 'gelu')",)), GLUE, piece(model.Block), piece(model.GPT, drop=("attention_maps",)),
+        piece(model.FeedForward, drop=("config.mlp not in ('relu', 'gelu')",)), GLUE, piece(model.Block),
+        piece(model.GPT, drop=("attention_maps", "isinstance(module, ScaledEmbedding)"), edits=(
+            ('embedding = ScaledEmbedding if config.position == "sinusoidal_paper" else nn.Embedding\n'
+             "        self.token_embedding = embedding(", "self.token_embedding = nn.Embedding("),)),
         "# ---- training and sampling (chapter 3)",
         piece(loop.TrainConfig, drop=(*unused(loop.TrainConfig, TRAIN_FIELDS), "__post_init__")),
         piece(loop.make_optimizer),

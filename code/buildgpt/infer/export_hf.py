@@ -20,7 +20,8 @@ ours is folded into ln_f's bias β: logits = W(γ⊙n + β) + b = W(γ⊙n + β'
 solved by least squares. That is exact only when b is a combination of W's columns, which holds
 when vocab_size <= n_embd (and W has full rank); otherwise the export is refused.
 Where our config says bias=False, GPT-2's biases are exported as zeros. The sinusoidal table
-and "no positions" are fixed tables (zeros for the latter), so they export as GPT-2's `wpe`.
+and "no positions" are fixed tables (zeros for the latter), so they export as GPT-2's `wpe`; the
+paper's token embeddings, scaled by sqrt(n_embd), export already scaled.
 
 The tokenizer is character-level: each character is one token with our id, and a chat model's
 markers are special tokens with our ids. Decoding glues tokens with no space between them. A
@@ -45,7 +46,7 @@ from .load import char_tokenizer, load_model
 
 # What GPT-2 can express, field by field, and why the other values cannot be exported.
 GPT2_CHOICES = {
-    "position": (("learned", "sinusoidal", "none"), "GPT-2 adds a table of absolute positions to the embeddings; "
+    "position": (("learned", "sinusoidal", "sinusoidal_paper", "none"), "GPT-2 adds a table of absolute positions to the embeddings; "
                  "rope and alibi act inside attention, which GPT-2 has no place for"),
     "norm": (("layernorm",), "GPT-2 normalises with LayerNorm (centred, with a bias)"),
     "mlp": (("gelu", "relu"), "GPT-2's MLP is two matrices around one non-linearity, no gate"),
@@ -119,7 +120,8 @@ def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
     zeros = model.ln_f.weight.new_zeros(C)  # on the model's device
     positions = model.position_embedding(config.block_size)  # the learned or fixed table, or 0.0
     state = {
-        "transformer.wte.weight": model.token_embedding.weight,
+        # every token's embedding as the model looks it up (sinusoidal_paper scales it by sqrt(n_embd))
+        "transformer.wte.weight": model.token_embedding(torch.arange(config.vocab_size, device=zeros.device)),
         "transformer.wpe.weight": model.token_embedding.weight.new_zeros(config.block_size, C) + positions,
     }
     for i, block in enumerate(model.blocks):

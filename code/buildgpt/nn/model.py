@@ -20,9 +20,9 @@ from .causal_attention import CausalSelfAttention
 from .dropout import Dropout
 from .loss import cross_entropy
 from .norms import LayerNorm, RMSNorm
-from .positions import LearnedPositions, NoPositions, SinusoidalPositions
+from .positions import LearnedPositions, NoPositions, ScaledEmbedding, SinusoidalPositions
 
-POSITIONS = ("learned", "none", "sinusoidal", "rope", "alibi")
+POSITIONS = ("learned", "none", "sinusoidal", "sinusoidal_paper", "rope", "alibi")
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("relu", "gelu", "swiglu")
 ATTENTIONS = ("per_head", "batched", "fused")
@@ -121,6 +121,8 @@ def make_positions(config: GPTConfig) -> nn.Module:
         return LearnedPositions(config.block_size, config.n_embd)
     if config.position == "sinusoidal":
         return SinusoidalPositions(config.n_embd, config.block_size)
+    if config.position == "sinusoidal_paper":  # the raw table, beside token embeddings scaled up by sqrt(d)
+        return SinusoidalPositions(config.n_embd, config.block_size, scale=1.0)
     return NoPositions()
 
 
@@ -144,7 +146,8 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.token_embedding = nn.Embedding(config.vocab_size, config.n_embd)
+        embedding = ScaledEmbedding if config.position == "sinusoidal_paper" else nn.Embedding
+        self.token_embedding = embedding(config.vocab_size, config.n_embd)
         self.position_embedding = make_positions(config)
         self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
@@ -160,6 +163,8 @@ class GPT(nn.Module):
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, ScaledEmbedding):  # N(0, 1/d), times sqrt(d) when looked up: unit size
+            nn.init.normal_(module.weight, mean=0.0, std=module.embedding_dim ** -0.5)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 

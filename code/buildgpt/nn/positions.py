@@ -1,6 +1,8 @@
 """Position information for attention, which on its own sees a set of tokens, not a sequence.
 
-- sinusoidal: a fixed table added to the token embeddings (Attention Is All You Need, 3.5);
+- sinusoidal: a fixed table added to the token embeddings (Attention Is All You Need, 3.5), scaled
+  down to the learned table's size, or as the paper has it (`sinusoidal_paper`: the raw table, and
+  token embeddings scaled up by sqrt(d));
 - RoPE: rotate each query/key pair of channels by an angle proportional to the position, so
   their dot product depends only on the offset between positions (RoFormer);
 - ALiBi: no embedding at all; subtract from each attention score a per-head slope times the
@@ -97,20 +99,37 @@ class LearnedPositions(nn.Embedding):
 
 
 class SinusoidalPositions(nn.Module):
-    """The fixed sinusoidal table, for any length, scaled to the size of the learned embeddings at
-    initialisation (RMS 0.02; the raw table has RMS 1/sqrt(2)), so positions do not drown the tokens."""
+    """The fixed sinusoidal table, for any length, times `scale`.
+
+    By default scaled to the size of the learned embeddings at initialisation (RMS 0.02; the raw
+    table has RMS 1/sqrt(2)), so positions do not drown the tokens. The paper instead keeps the
+    raw table (scale 1) and scales the token embeddings up (`ScaledEmbedding`).
+    """
 
     SCALE = 0.02 * math.sqrt(2)
 
-    def __init__(self, n_embd: int, block_size: int):
+    def __init__(self, n_embd: int, block_size: int, scale: float = SCALE):
         super().__init__()
-        self.register_buffer("table", self.SCALE * sinusoidal_table(block_size, n_embd), persistent=False)
+        self.scale = scale
+        self.register_buffer("table", scale * sinusoidal_table(block_size, n_embd), persistent=False)
 
     def forward(self, T: int, start: int = 0) -> torch.Tensor:
         if start + T <= len(self.table):
             return self.table[start:start + T]
         table = sinusoidal_table(T, self.table.size(1), start=start).to(self.table.device)
-        return self.SCALE * table  # past the precomputed rows (evaluating beyond the context)
+        return self.scale * table  # past the precomputed rows (evaluating beyond the context)
+
+
+class ScaledEmbedding(nn.Embedding):
+    """Token embeddings as Attention Is All You Need uses them (section 3.4) beside the raw sinusoidal
+    table: weights initialised at N(0, 1/d) (`GPT._init_weights`) and multiplied by sqrt(d) when looked
+    up, so tokens and positions start at one size.
+
+    ScaledEmbedding(65, 64)(idx)  # (B, T, 64), RMS about 1 at initialisation
+    """
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return super().forward(idx) * math.sqrt(self.embedding_dim)
 
 
 class NoPositions(nn.Module):
