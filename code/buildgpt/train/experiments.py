@@ -159,14 +159,13 @@ def regime(baseline_loss: float, bigram: float, steps: int) -> str:
     regime(2.279, 2.482, 600)  # '... still early in training ...'
     """
     gap = bigram - baseline_loss
-    where = (f"the baseline ends at {baseline_loss:.3f}, only {gap:.3f} nats below the counted bigram table "
-             f"({bigram:.3f}), which reads a single character of context")
+    where = f"After {steps} steps the baseline ends at {baseline_loss:.3f}"
     if gap < EARLY_TRAINING_NATS:
-        return (f"After {steps} steps {where}: these models are still early in training, so the verdicts rank how "
-                "fast each variant starts to learn, not where it would end up.")
-    return (f"After {steps} steps the baseline ends at {baseline_loss:.3f}, {gap:.3f} nats below the counted "
-            f"bigram table ({bigram:.3f}): well past what one character of context gives, though still far from "
-            "a long run's result.")
+        return (f"{where}, only {gap:.3f} nats below the counted bigram table ({bigram:.3f}), which reads a single "
+                "character of context: these models are still early in training, so the verdicts rank how fast each "
+                "variant starts to learn, not where it would end up.")
+    return (f"{where}, {gap:.3f} nats below the counted bigram table ({bigram:.3f}): well past what one character "
+            "of context gives, though still far from a long run's result.")
 
 
 def extrapolation(model: GPT, val_data: torch.Tensor, lengths: list[int], max_tokens: int,
