@@ -38,14 +38,24 @@ def train_variant(variant: str, overrides: dict, base_model: GPTConfig, schedule
 
     Example: `train_variant("rope", {"position": "rope"}, model, schedule, 0, train, val, 65)`.
     """
-    torch.manual_seed(seed)
-    model = GPT(replace(base_model, vocab_size=vocab_size, **overrides))
-    config = replace(schedule, seed=seed)
-    start = time.perf_counter()
-    history = train(model, TokenBatches(train_data, val_data, model.config.block_size), config, device, progress=False)
-    seconds = time.perf_counter() - start
-    val = split_loss(model, val_data, model.config.block_size, batch_size=512, device=device)
+    model, history, val, seconds = fit_and_score(
+        lambda: GPT(replace(base_model, vocab_size=vocab_size, **overrides)), replace(schedule, seed=seed),
+        train_data, val_data, device)
     return Run(variant, seed, model.num_params(), history, val, seconds, model)
+
+
+def fit_and_score(build, schedule: TrainConfig, train_data: torch.Tensor, val_data: torch.Tensor,
+                  device: str = "cpu") -> tuple[torch.nn.Module, History, float, float]:
+    """Build a model from `schedule.seed`, train it with the one loop, score it on the whole val split.
+
+    Returns (model, history, val_loss, training seconds). Example: `fit_and_score(lambda: GPT(config), schedule, train, val)`.
+    """
+    torch.manual_seed(schedule.seed)
+    model = build()
+    start = time.perf_counter()
+    history = train(model, TokenBatches(train_data, val_data, model.config.block_size), schedule, device, progress=False)
+    seconds = time.perf_counter() - start
+    return model, history, split_loss(model, val_data, model.config.block_size, batch_size=512, device=device), seconds
 
 
 def run_study(variants: dict[str, dict], seeds: list[int], base_model: GPTConfig, schedule: TrainConfig,

@@ -7,18 +7,16 @@ validation split, so the differences between rungs are not noise of a sampled ev
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
 
-from ..data.batches import TokenBatches
 from ..nn.ladder import LadderModel, Pieces
 from ..nn.model import GPTConfig
 from ..utils.progress import tqdm
-from .evaluate import split_loss
-from .loop import History, TrainConfig, train
+from .experiments import fit_and_score
+from .loop import History, TrainConfig
 
 
 @dataclass
@@ -37,12 +35,8 @@ def train_rung(name: str, pieces: Pieces, config: GPTConfig, schedule: TrainConf
 
     Example: `train_rung("one head", Pieces("head", False, False, False, False), config, schedule, train, val)`.
     """
-    torch.manual_seed(schedule.seed)
-    model = LadderModel(config, pieces)
-    start = time.perf_counter()
-    history = train(model, TokenBatches(train_data, val_data, config.block_size), schedule, device, progress=False)
-    seconds = time.perf_counter() - start
-    val = split_loss(model, val_data, config.block_size, batch_size=512, device=device)
+    model, history, val, seconds = fit_and_score(lambda: LadderModel(config, pieces), schedule, train_data, val_data,
+                                                 device)
     return RungRun(name, pieces, model.num_params(), history, val, seconds)
 
 
