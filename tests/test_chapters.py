@@ -17,10 +17,11 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from buildgpt_book import notebook_chapters
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
-# Notebook chapters (a jupytext header with a kernel); plain pages such as the references have no code.
-CHAPTERS = sorted(c for c in BOOK.glob("*.md") if "kernelspec:" in c.read_text())
+CHAPTERS = notebook_chapters(BOOK)
 
 
 @pytest.mark.slow

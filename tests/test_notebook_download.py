@@ -21,11 +21,12 @@ import pytest
 import torch
 
 import buildgpt
+from buildgpt_book import notebook_chapters
 from buildgpt_book.wheel import INSTALL_CELL, WHEEL_NAME, build_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
-CHAPTERS = sorted(c for c in BOOK.glob("*.md") if "kernelspec:" in c.read_text())
+CHAPTERS = notebook_chapters(BOOK)
 EXTRAS = {"assistant": "notebook,assistant"}  # chapters that need more than the `notebook` extra
 
 

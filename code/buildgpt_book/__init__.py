@@ -25,6 +25,12 @@ STATIC = Path(__file__).parent / "static"
 STYLESHEET = "buildgpt.css"
 
 
+def notebook_chapters(book: Path) -> list[Path]:
+    """The pages of `book` (a folder of MyST files) that run as notebooks: those with a jupytext header
+    naming a kernel. Plain pages, such as the references, have no code. Example: `notebook_chapters(Path("book"))`."""
+    return sorted(page for page in book.glob("*.md") if "kernelspec:" in page.read_text())
+
+
 def _plotly_js_source() -> Path:
     import plotly
 

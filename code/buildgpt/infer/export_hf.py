@@ -1,7 +1,8 @@
 """Export a GPT to Hugging Face transformers' GPT-2 (`GPT2LMHeadModel`), with its tokenizer, exactly.
 
 Our GPT built with GPT-2's choices (LayerNorm, a GELU or ReLU MLP, no QK-norm, positions added
-to the embeddings) is GPT-2, so the export only renames and reshapes weights:
+to the embeddings) is GPT-2, so the export only renames and reshapes weights (the names are
+nanoGPT's, `nn.nanogpt.NANOGPT_NAMES`, which are GPT-2's):
 
     ours                                 transformers' GPT2LMHeadModel
     token_embedding.weight               transformer.wte.weight
@@ -40,6 +41,7 @@ import torch
 
 from ..nn.batched_attention import BatchedSelfAttention
 from ..nn.model import GPT, GPTConfig
+from ..nn.nanogpt import nanogpt_name
 from ..tokenizers.chars import CharTokenizer
 from ..tokenizers.chat import ASSISTANT, END, ROLE_MARKERS, SPECIAL_TOKENS, ChatTokenizer
 from .load import char_tokenizer, load_model
@@ -119,29 +121,29 @@ def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
     C = config.n_embd
     zeros = model.ln_f.weight.new_zeros(C)  # on the model's device
     positions = model.position_embedding(config.block_size)  # the learned or fixed table, or 0.0
-    state = {
+    state = {  # our names, GPT-2's layouts; the names become GPT-2's (nanoGPT's) at the end
         # every token's embedding as the model looks it up (sinusoidal_paper scales it by sqrt(n_embd))
-        "transformer.wte.weight": model.token_embedding(torch.arange(config.vocab_size, device=zeros.device)),
-        "transformer.wpe.weight": model.token_embedding.weight.new_zeros(config.block_size, C) + positions,
+        "token_embedding.weight": model.token_embedding(torch.arange(config.vocab_size, device=zeros.device)),
+        "position_embedding.weight": model.token_embedding.weight.new_zeros(config.block_size, C) + positions,
     }
     for i, block in enumerate(model.blocks):
         attn = block.attn
         if not isinstance(attn, BatchedSelfAttention):  # per-head weights: gather them into one qkv first
             attn = BatchedSelfAttention(C, config.n_head, bias=config.bias).load_from_heads(attn)
-        prefix = f"transformer.h.{i}."
-        for ours, theirs in ((block.ln1, "ln_1"), (block.ln2, "ln_2")):
-            state[prefix + theirs + ".weight"] = ours.weight
-            state[prefix + theirs + ".bias"] = ours.bias if ours.bias is not None else zeros
-        state[prefix + "attn.c_attn.weight"] = attn.qkv.weight.t()  # (C, 3C): columns q | k | v
-        state[prefix + "attn.c_attn.bias"] = attn.qkv.weight.new_zeros(3 * C)  # our q, k, v have no bias
-        for ours, theirs in ((attn.proj, "attn.c_proj"), (block.ffwd.up, "mlp.c_fc"), (block.ffwd.down, "mlp.c_proj")):
-            state[prefix + theirs + ".weight"], state[prefix + theirs + ".bias"] = _conv1d(ours)
+        prefix = f"blocks.{i}."
+        for name, norm in (("ln1", block.ln1), ("ln2", block.ln2)):
+            state[prefix + name + ".weight"] = norm.weight
+            state[prefix + name + ".bias"] = norm.bias if norm.bias is not None else zeros
+        state[prefix + "attn.qkv.weight"] = attn.qkv.weight.t()  # (C, 3C): columns q | k | v
+        state[prefix + "attn.qkv.bias"] = attn.qkv.weight.new_zeros(3 * C)  # our q, k, v have no bias
+        for name, layer in (("attn.proj", attn.proj), ("ffwd.up", block.ffwd.up), ("ffwd.down", block.ffwd.down)):
+            state[prefix + name + ".weight"], state[prefix + name + ".bias"] = _conv1d(layer)
     beta = model.ln_f.bias if model.ln_f.bias is not None else zeros
     if model.lm_head.bias is not None:
         beta = fold_head_bias(model.lm_head.weight, model.lm_head.bias, beta)
-    state["transformer.ln_f.weight"], state["transformer.ln_f.bias"] = model.ln_f.weight, beta
+    state["ln_f.weight"], state["ln_f.bias"] = model.ln_f.weight, beta
     state["lm_head.weight"] = model.lm_head.weight
-    return {name: tensor.detach().float().cpu().contiguous().clone() for name, tensor in state.items()}
+    return {nanogpt_name(name): tensor.detach().float().cpu().contiguous().clone() for name, tensor in state.items()}
 
 
 @torch.no_grad()
