@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # torch==2.13.0 is installed first and alone; see the README for which build pip picks.
 TORCH ?= torch==2.13.0
 
-.PHONY: book test test-fast lint check-html venv clean gpu-wheels gpu-bundle gpu-html
+.PHONY: book test test-fast lint check-html venv clean gpu-wheels gpu-bundle gpu-html gpu-plan
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ gpu-bundle: gpu-wheels
 		"$$BUILDGPT_DATA_MIRROR"/tiktoken-cache $(GPU_BUNDLE)/data/
 	chmod -R u+w $(GPU_BUNDLE)/data
 	@du -shc $(GPU_BUNDLE)/wheels $(GPU_BUNDLE)/data
+
+# Each chapter's planned minutes on one H100 under the gpu profile (buildgpt/settings/gpu_plan.py).
+gpu-plan: venv
+	$(PY) -m buildgpt.settings.gpu_plan
 
 # The HTML book from the archive scripts/gpu-book.sh brought back, executing nothing:
 # make gpu-html ARCHIVE=OUTDIR/gpu-book.tar.gz -> _build/gpu-book/_build/html

@@ -9,8 +9,9 @@ on the CPU under `smoke`. scripts/gpu_html.py turns its archive into the HTML bo
 
 `run` writes into OUTDIR, after every chapter so that a run cut short still leaves its files:
   gpu-book.tar.gz  manifest.json and book/<chapter>.ipynb, each executed notebook with its outputs
-  gpu-book.json    the stamp (profile, commit, device), and per chapter: status, minutes, the
-                   failing cell, the glued scalars (its headline numbers)
+  gpu-book.json    the stamp (profile, commit, device), and per chapter: status, minutes (and the
+                   minutes buildgpt.settings.gpu_plan planned), the failing cell, the glued scalars
+                   (its headline numbers)
   gpu.json         what chapters recorded for the CPU book's results box (also in the archive)
 """
 
@@ -71,6 +72,19 @@ def source_fingerprint(chapters: list[str]) -> str:
 def chapter_source(chapter: str) -> Path:
     """`book/01-bigram` -> its MyST file (a path outside the repository is taken as it is: the tests)."""
     return ROOT / f"{chapter}.md"
+
+
+SETTINGS_CALL = re.compile(r'settings\("(\w+)"\)')
+
+
+def planned_minutes(chapter: str) -> float | None:
+    """The H100 minutes `gpu_plan` plans for the settings a page names first, e.g. `settings("gpt")`
+    (None for a page without settings: the intro, the references)."""
+    from buildgpt.settings import gpu_plan
+    from buildgpt.settings.chapters import settings_for
+
+    named = SETTINGS_CALL.search(chapter_source(chapter).read_text())
+    return round(gpu_plan.chapter_minutes(named[1], settings_for(named[1], "gpu")), 2) if named else None
 
 
 def git_commit() -> str:
@@ -240,12 +254,14 @@ def run(out: Path, profile: str, chapters: list[str], minutes: float) -> int:
     print(f"gpu book: {len(chapters)} chapters under {active.describe()}, at most {minutes:g} minutes", flush=True)
     for chapter in chapters:
         notebook, entry = execute(chapter, CELL_TIMEOUT[profile], deadline)
+        entry["planned_minutes"] = planned_minutes(chapter)
         notebook.metadata["buildgpt"] = {**stamp, "status": entry["status"]}
         notebooks[chapter] = notebook
         summary["chapters"].append(entry)
         where = f" at cell {entry['cell']}" if "cell" in entry else ""
         failure = "" if entry["status"] == "ok" else f"{where}: {entry['error']}"
-        print(f"{chapter}: {entry['status']} in {entry['minutes']:.2f} min{failure}", flush=True)
+        planned = f" (planned {entry['planned_minutes']:.2f})" if entry["planned_minutes"] is not None else ""
+        print(f"{chapter}: {entry['status']} in {entry['minutes']:.2f} min{planned}{failure}", flush=True)
         summary["minutes"] = round(sum(c["minutes"] for c in summary["chapters"]), 3)
         manifest = {**stamp, "chapters": {c["chapter"]: c["status"] for c in summary["chapters"]}}
         summary["archive_mb"] = round(write_archive(out / ARCHIVE, manifest, notebooks, out / RESULTS), 2)

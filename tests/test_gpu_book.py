@@ -126,13 +126,15 @@ def test_dry_run_records_each_chapter(dry_run):
     assert summary["profile"] == "smoke" and summary["fingerprint"]
     bigram, gpt, failed = summary["chapters"]
     assert gpt["status"] == "ok" and gpt["numbers"]["best_val"] > 0
+    assert gpt["planned_minutes"] == gpu_book.planned_minutes("book/03-gpt") > 0  # the gpu plan, to compare with
+    assert failed["planned_minutes"] is None  # a page that names no settings
     assert bigram["chapter"] == "book/01-bigram" and bigram["status"] == "ok" and bigram["minutes"] > 0
     assert bigram["numbers"]["n_chars"] == 1115394 and 2 < bigram["numbers"]["bigram_val"] < 5
     assert failed == {**failed, "chapter": str(broken), "status": "failed", "cell": 2,
                       "cell_first_line": 'raise RuntimeError("this cell fails")',
                       "error": "RuntimeError: this cell fails"}
     log = (out / "gpu-book.log").read_text()
-    assert "book/01-bigram: ok" in log and "failed in" in log and "at cell 2: RuntimeError" in log
+    assert "book/01-bigram: ok in" in log and "(planned " in log and "failed in" in log and "at cell 2: RuntimeError" in log
 
 
 def test_dry_run_archive_holds_the_executed_notebooks(dry_run):

@@ -45,8 +45,12 @@ from .types import (
 _smoke_study = StudySettings(replace(SMOKE_MODEL, block_size=16),
                              replace(SMOKE_SCHEDULE, max_iters=20, eval_interval=10, eval_iters=2, warmup_iters=5),
                              seeds=(0,))
-_gpu_study = StudySettings(replace(LECTURE_MODEL, mlp="gelu"),
-                           replace(NANOGPT_SCHEDULE, max_iters=3000, eval_iters=50), seeds=(0, 1, 2))
+# Eighteen runs per study: a quarter of the lecture's width at half its context, uncompiled (compiling each
+# variant would cost more than training it); about 0.8 GPU minutes per study (gpu_plan).
+_gpu_study = StudySettings(replace(LECTURE_MODEL, n_layer=4, n_head=4, n_embd=256, block_size=128, dropout=0.0,
+                                   mlp="gelu"),
+                           replace(NANOGPT_SCHEDULE, max_iters=400, eval_interval=200, eval_iters=20, warmup_iters=40,
+                                   compile=False), seeds=(0, 1, 2))
 
 # The ladder's rungs below the top (chapter 3): the lecture's small model, one size per profile.
 _smoke_rung = GPTConfig(block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0, mlp="relu", attention="per_head")
@@ -69,7 +73,8 @@ SETTINGS: dict[str, dict[str, object]] = {
         "cpu": GPTSettings(GPTConfig(block_size=32, n_layer=1, n_head=1, n_embd=64, dropout=0.0, attention="per_head"),
                            TrainConfig(max_iters=600, eval_interval=100, eval_iters=20, batch_size=32, learning_rate=3e-3)),
         "gpu": GPTSettings(GPTConfig(block_size=64, n_layer=1, n_head=1, n_embd=128, dropout=0.0, attention="per_head"),
-                           TrainConfig(max_iters=3000, eval_interval=250, eval_iters=50, batch_size=64, learning_rate=3e-3)),
+                           TrainConfig(max_iters=3000, eval_interval=250, eval_iters=50, batch_size=64, learning_rate=3e-3,
+                                       compile=False)),
     },
     # Exercise 1: timing per-head vs batched vs fused attention (forward + backward).
     "batched_heads": {
@@ -86,7 +91,7 @@ SETTINGS: dict[str, dict[str, object]] = {
         "cpu": StudySettings(CPU_STUDY_MODEL, replace(CPU_STUDY_SCHEDULE, max_iters=240, eval_interval=80,
                                                       warmup_iters=24),
                              seeds=(0, 1, 2), eval_multiples=(1, 2, 4), extrapolation_tokens=20000),
-        "gpu": replace(_gpu_study, eval_multiples=(1, 2, 4), extrapolation_tokens=111000),
+        "gpu": replace(_gpu_study, eval_multiples=(1, 2, 4), extrapolation_tokens=50000),
     },
     # Exercise 4: baseline vs each change alone vs all together, several seeds each.
     "researcher": {
@@ -119,13 +124,13 @@ SETTINGS: dict[str, dict[str, object]] = {
         # Unmeasured until a GPU run: the ladder one size up, its top the lecture's width and depth; no dropout claim.
         # No torch.compile: compiling each of ten small models would cost more than training them.
         "gpu": GPTChapterSettings(
-            LECTURE_MODEL, NANOGPT_SCHEDULE, max_val_loss=1.50,
-            ladder=LadderSettings(_gpu_rung, TrainConfig(max_iters=1000, eval_interval=500, eval_iters=20,
+            LECTURE_MODEL, replace(NANOGPT_SCHEDULE, eval_iters=50, compile=False), max_val_loss=1.50,
+            ladder=LadderSettings(_gpu_rung, TrainConfig(max_iters=500, eval_interval=250, eval_iters=20,
                                                          batch_size=64, learning_rate=1e-3, compile=False),
                                   top=replace(LECTURE_MODEL, block_size=_gpu_rung.block_size, attention="per_head"),
                                   top_name="scaled up, with dropout", min_margin=0.15),
             overfitting=DropoutSettings(replace(CPU_MODEL, dropout=0.0),
-                                    replace(CPU_SCHEDULE, max_iters=1500, eval_interval=100, eval_iters=20,
+                                    replace(CPU_SCHEDULE, max_iters=1000, eval_interval=100, eval_iters=20,
                                             compile=False),
                                     train_chars=20000, dropout=0.2, min_narrowing=None)),
     },
@@ -149,22 +154,23 @@ SETTINGS: dict[str, dict[str, object]] = {
                                 digits=3, n_test=2000, n_curve=500, min_accuracy=0.995,
                                 lengths=TrainingRun(GPTConfig(vocab_size=19, block_size=24, n_layer=2, n_head=4,
                                                               n_embd=64, dropout=0.0, mlp="gelu"),
-                                                    TrainConfig(max_iters=1200, eval_interval=1200, eval_iters=1,
+                                                    TrainConfig(max_iters=800, eval_interval=800, eval_iters=1,
                                                                 batch_size=128, learning_rate=3e-3, warmup_iters=50,
                                                                 decay_lr=True, min_lr=3e-4, grad_clip=1.0)),
                                 length_digits=3, n_length_test=500),
-        # Unmeasured until a GPU run: ten-digit operands, a wider model, more steps.
+        # Unmeasured until a GPU run: ten-digit operands, a wider model, more steps; uncompiled (nine small runs).
         "gpu": AdditionSettings(GPTConfig(vocab_size=19, block_size=40, n_layer=4, n_head=8, n_embd=256, dropout=0.0,
                                           mlp="gelu"),
-                                TrainConfig(max_iters=5000, eval_interval=250, eval_iters=5, batch_size=512,
+                                TrainConfig(max_iters=2500, eval_interval=250, eval_iters=5, batch_size=512,
                                             learning_rate=1e-3, warmup_iters=200, decay_lr=True, min_lr=1e-4,
-                                            grad_clip=1.0),
+                                            grad_clip=1.0, compile=False),
                                 digits=10, n_test=10000, n_curve=2000, min_accuracy=0.995,
                                 lengths=TrainingRun(GPTConfig(vocab_size=19, block_size=64, n_layer=4, n_head=8,
                                                               n_embd=256, dropout=0.0, mlp="gelu"),
-                                                    TrainConfig(max_iters=5000, eval_interval=5000, eval_iters=1,
+                                                    TrainConfig(max_iters=1000, eval_interval=1000, eval_iters=1,
                                                                 batch_size=512, learning_rate=1e-3, warmup_iters=200,
-                                                                decay_lr=True, min_lr=1e-4, grad_clip=1.0)),
+                                                                decay_lr=True, min_lr=1e-4, grad_clip=1.0,
+                                                                compile=False)),
                                 length_digits=10, n_length_test=1000),
     },
     # Exercise 2's calculator (and `buildgpt train calculator`); no cpu bar: this budget falls short of 98%.
@@ -182,24 +188,25 @@ SETTINGS: dict[str, dict[str, object]] = {
                                   digits=2, trace=True, n_test=2000, min_accuracy=None),
         "gpu": CalculatorSettings(TrainingRun(GPTConfig(vocab_size=19, block_size=160, n_layer=4, n_head=8,
                                                         n_embd=256, dropout=0.0, mlp="gelu"),
-                                              TrainConfig(max_iters=6000, eval_interval=500, eval_iters=5,
-                                                          batch_size=512, learning_rate=1e-3, warmup_iters=200,
-                                                          decay_lr=True, min_lr=1e-4, grad_clip=1.0)),
+                                              TrainConfig(max_iters=2500, eval_interval=500, eval_iters=5,
+                                                          batch_size=256, learning_rate=1e-3, warmup_iters=200,
+                                                          decay_lr=True, min_lr=1e-4, grad_clip=1.0, compile=False)),
                                   digits=4, trace=True, n_test=8000, min_accuracy=0.99),
     },
     # Exercise 3 (and `buildgpt train novels-char`, `... shakespeare-char --init-from`): pretrain, then finetune.
-    # Under cpu, 600 steps on the novels see 1.2M of their 81M training characters: no gap can open.
+    # Under cpu, 500 steps on the novels see 1.0M of their 81M training characters: no gap can open.
     "pretrain": {
         "smoke": PretrainSettings(SMOKE_MODEL, replace(SMOKE_SCHEDULE, max_iters=40, eval_interval=20, eval_iters=2),
                                   replace(SMOKE_SCHEDULE, max_iters=20, eval_interval=10, eval_iters=2,
                                           learning_rate=1e-3, warmup_iters=2, min_lr=1e-4), max_gap=None),
-        "cpu": PretrainSettings(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=600, eval_interval=100, eval_iters=20),
+        "cpu": PretrainSettings(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=500, eval_interval=100, eval_iters=20),
                                 replace(CPU_SCHEDULE, max_iters=200, eval_interval=50, eval_iters=10, learning_rate=1e-3,
                                         warmup_iters=20, min_lr=1e-4), max_gap=0.05),
-        # Unmeasured until a GPU run: the lecture model, about one pass over the novels, then a short finetune.
-        "gpu": PretrainSettings(LECTURE_MODEL, replace(NANOGPT_SCHEDULE, max_iters=5000, eval_interval=500, eval_iters=50),
-                                replace(NANOGPT_SCHEDULE, max_iters=1500, eval_interval=250, eval_iters=50,
-                                        learning_rate=3e-4, warmup_iters=50, min_lr=3e-5), max_gap=0.05,
+        # Unmeasured until a GPU run: the lecture model, half a pass over the novels, then a short finetune.
+        "gpu": PretrainSettings(LECTURE_MODEL, replace(NANOGPT_SCHEDULE, max_iters=2500, eval_interval=500, eval_iters=50,
+                                                       compile=False),
+                                replace(NANOGPT_SCHEDULE, max_iters=500, eval_interval=250, eval_iters=50,
+                                        learning_rate=3e-4, warmup_iters=50, min_lr=3e-5, compile=False), max_gap=0.05,
                                 max_val_loss=1.40),
     },
     # Making it fast: attention's memory, bfloat16, the KV cache, quantized weights.
@@ -210,8 +217,8 @@ SETTINGS: dict[str, dict[str, object]] = {
                                   TrainingRun(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=400, eval_interval=200)),
                                   repeats=3, max_int8_change=0.01, max_q4_change=0.05),
         "gpu": EfficiencySettings((64, 128, 256, 512, 1024, 2048, 4096), (8, 12, 64), 64, (32, 64, 128, 256),
-                                  TrainingRun(LECTURE_MODEL, replace(NANOGPT_SCHEDULE, max_iters=1000, eval_interval=500,
-                                                                     eval_iters=50)),
+                                  TrainingRun(LECTURE_MODEL, replace(NANOGPT_SCHEDULE, max_iters=600, eval_interval=300,
+                                                                     eval_iters=50, compile=False)),
                                   repeats=10, max_int8_change=0.01, max_q4_change=0.05),
     },
     # The BPE tokenizer chapter.
@@ -222,10 +229,10 @@ SETTINGS: dict[str, dict[str, object]] = {
         "cpu": TokenizerSettings(small_chars=50_000, small_vocab_size=512, reference_chars=300_000,
                                  reference_vocab_size=512, corpus_chars=5_000_000, eval_chars=500_000,
                                  vocab_sizes=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768), min_speedup=30),
-        "gpu": TokenizerSettings(small_chars=50_000, small_vocab_size=512, reference_chars=1_115_394,
-                                 reference_vocab_size=512, corpus_chars=20_000_000, eval_chars=2_000_000,
-                                 vocab_sizes=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536),
-                                 min_speedup=100),
+        # Training tokenizers is CPU work on one core, the GPU machine's too: the cpu sizes (about a minute).
+        "gpu": TokenizerSettings(small_chars=50_000, small_vocab_size=512, reference_chars=300_000,
+                                 reference_vocab_size=512, corpus_chars=5_000_000, eval_chars=500_000,
+                                 vocab_sizes=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768), min_speedup=30),
     },
     # Characters vs BPE tokens, in bits per byte.
     "bits_per_byte": {
@@ -235,7 +242,8 @@ SETTINGS: dict[str, dict[str, object]] = {
         "cpu": BitsPerByteSettings(TrainingRun(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=300, eval_interval=50,
                                                                   eval_iters=10, warmup_iters=30)),
                                    vocab_size=512, seed=0, min_bpe_margin=0.2),
-        "gpu": BitsPerByteSettings(TrainingRun(LECTURE_MODEL, replace(NANOGPT_SCHEDULE, max_iters=2500, eval_iters=50)),
+        "gpu": BitsPerByteSettings(TrainingRun(LECTURE_MODEL, replace(NANOGPT_SCHEDULE, max_iters=600, eval_interval=200,
+                                                                      eval_iters=50, compile=False)),
                                    vocab_size=512, seed=0),
     },
     # Training on many processes: a few exact steps (one process vs DDP vs FSDP2) and timed steps, always on
@@ -247,7 +255,7 @@ SETTINGS: dict[str, dict[str, object]] = {
                                     decay_lr=True, weight_decay=0.1, grad_clip=1.0)),
             TrainingRun(SMOKE_MODEL, replace(SMOKE_SCHEDULE, max_iters=5)) if profile == "smoke"
             else TrainingRun(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=20)),
-            ranks=1 if profile == "gpu" else 2, cli_iters={"smoke": 4, "cpu": 20, "gpu": 250}[profile])
+            ranks=1 if profile == "gpu" else 2, cli_iters={"smoke": 4, "cpu": 20, "gpu": 100}[profile])
         for profile in ("smoke", "cpu", "gpu")
     },
     # From GPT to an assistant: a base model, SFT on demonstrations, DPO on preference pairs. The window holds a
@@ -271,13 +279,15 @@ SETTINGS: dict[str, dict[str, object]] = {
                                  min_sft_accuracy=0.6),
         # Unmeasured until a GPU run: the lecture model, its own pretraining, then the same stages, longer.
         "gpu": AssistantSettings(LECTURE_MODEL,
-                                 replace(NANOGPT_SCHEDULE, max_iters=3000, eval_interval=500, eval_iters=50),
-                                 replace(NANOGPT_SCHEDULE, max_iters=1500, eval_interval=250, eval_iters=20,
-                                         learning_rate=3e-4, warmup_iters=50, min_lr=3e-5, batch_size=32),
+                                 replace(NANOGPT_SCHEDULE, max_iters=1500, eval_interval=500, eval_iters=50,
+                                         compile=False),
+                                 replace(NANOGPT_SCHEDULE, max_iters=1000, eval_interval=250, eval_iters=20,
+                                         learning_rate=3e-4, warmup_iters=50, min_lr=3e-5, batch_size=32, compile=False),
                                  replace(NANOGPT_SCHEDULE, max_iters=300, eval_interval=50, eval_iters=20, batch_size=32,
-                                         learning_rate=1e-5, warmup_iters=0, decay_lr=False, weight_decay=0.0),
-                                 beta=0.1, nll_weight=1.0, copies=2, n_eval=1000, n_dpo_eval=300,
-                                 n_val_requests=500, min_sft_accuracy=0.95),
+                                         learning_rate=1e-5, warmup_iters=0, decay_lr=False, weight_decay=0.0,
+                                         compile=False),
+                                 beta=0.1, nll_weight=1.0, copies=2, n_eval=500, n_dpo_eval=200,
+                                 n_val_requests=300, min_sft_accuracy=0.95),
     },
 }
 
