@@ -19,13 +19,13 @@ from buildgpt.nn.model import GPT, GPTConfig
 from buildgpt.settings import chapters
 from buildgpt.settings.chapters import (
     LECTURE_MODEL,
-    NANOGPT_SCHEDULE,
     BatchedHeadsSettings,
     BigramSettings,
     TrainingRun,
     all_settings,
     settings_for,
 )
+from buildgpt.settings.presets import NANOGPT_SCHEDULE
 from buildgpt.settings.profiles import PROFILES
 from buildgpt.train.loop import TrainConfig, train
 

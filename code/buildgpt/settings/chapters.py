@@ -1,10 +1,10 @@
 """What each chapter runs under each profile: the table of every chapter's settings.
 
 Sizes are built from the named presets of `presets.py`, each defined once: the lecture's GPT
-(`LECTURE_MODEL`), nanoGPT's shakespeare-char schedule (`NANOGPT_SCHEDULE`), and the small
-models the `cpu` and `smoke` profiles can afford. The settings types are in `types.py`. A
-model's `block_size` is its context window and the length of its training windows: it is
-stated once, in the model.
+(`LECTURE_MODEL`), nanoGPT's shakespeare-char schedule (`NANOGPT_SCHEDULE`; uncompiled for the gpu
+book, `GPU_SCHEDULE`), and the small models the `cpu` and `smoke` profiles can afford. The
+settings types are in `types.py`. A model's `block_size` is its context window and the length of
+its training windows: it is stated once, in the model.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from .presets import (
     CPU_SCHEDULE,
     CPU_STUDY_MODEL,
     CPU_STUDY_SCHEDULE,
+    GPU_SCHEDULE,
     LECTURE_MODEL,
-    NANOGPT_SCHEDULE,
     SMOKE_MODEL,
     SMOKE_SCHEDULE,
 )
@@ -45,17 +45,20 @@ from .types import (
 _smoke_study = StudySettings(replace(SMOKE_MODEL, block_size=16),
                              replace(SMOKE_SCHEDULE, max_iters=20, eval_interval=10, eval_iters=2, warmup_iters=5),
                              seeds=(0,))
-# Eighteen runs per study: a quarter of the lecture's width at half its context, uncompiled (compiling each
-# variant would cost more than training it); about 0.8 GPU minutes per study (gpu_plan).
+# Eighteen runs per study, smaller than the lecture's model and uncompiled (compiling would cost more than training).
 _gpu_study = StudySettings(replace(LECTURE_MODEL, n_layer=4, n_head=4, n_embd=256, block_size=128, dropout=0.0,
                                    mlp="gelu"),
-                           replace(NANOGPT_SCHEDULE, max_iters=400, eval_interval=200, eval_iters=20, warmup_iters=40,
-                                   compile=False), seeds=(0, 1, 2))
+                           replace(GPU_SCHEDULE, max_iters=400, eval_interval=200, eval_iters=20, warmup_iters=40),
+                           seeds=(0, 1, 2))
 
 # The ladder's rungs below the top (chapter 3): the lecture's small model, one size per profile.
 _smoke_rung = GPTConfig(block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0, mlp="relu", attention="per_head")
 _cpu_rung = GPTConfig(block_size=32, n_layer=2, n_head=4, n_embd=64, dropout=0.0, mlp="relu", attention="per_head")
 _gpu_rung = GPTConfig(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, mlp="relu", attention="per_head")
+
+_cpu_tokenizer = TokenizerSettings(small_chars=50_000, small_vocab_size=512, reference_chars=300_000,
+                                   reference_vocab_size=512, corpus_chars=5_000_000, eval_chars=500_000,
+                                   vocab_sizes=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768), min_speedup=30)
 
 SETTINGS: dict[str, dict[str, object]] = {
     "bigram": {
@@ -124,7 +127,7 @@ SETTINGS: dict[str, dict[str, object]] = {
         # Unmeasured until a GPU run: the ladder one size up, its top the lecture's width and depth; no dropout claim.
         # No torch.compile: compiling each of ten small models would cost more than training them.
         "gpu": GPTChapterSettings(
-            LECTURE_MODEL, replace(NANOGPT_SCHEDULE, eval_iters=50, compile=False), max_val_loss=1.50,
+            LECTURE_MODEL, replace(GPU_SCHEDULE, eval_iters=50), max_val_loss=1.50,
             ladder=LadderSettings(_gpu_rung, TrainConfig(max_iters=500, eval_interval=250, eval_iters=20,
                                                          batch_size=64, learning_rate=1e-3, compile=False),
                                   top=replace(LECTURE_MODEL, block_size=_gpu_rung.block_size, attention="per_head"),
@@ -169,8 +172,7 @@ SETTINGS: dict[str, dict[str, object]] = {
                                                               n_embd=256, dropout=0.0, mlp="gelu"),
                                                     TrainConfig(max_iters=1000, eval_interval=1000, eval_iters=1,
                                                                 batch_size=512, learning_rate=1e-3, warmup_iters=200,
-                                                                decay_lr=True, min_lr=1e-4, grad_clip=1.0,
-                                                                compile=False)),
+                                                                decay_lr=True, min_lr=1e-4, compile=False)),
                                 length_digits=10, n_length_test=1000),
     },
     # Exercise 2's calculator (and `buildgpt train calculator`); no cpu bar: this budget falls short of 98%.
@@ -203,10 +205,9 @@ SETTINGS: dict[str, dict[str, object]] = {
                                 replace(CPU_SCHEDULE, max_iters=200, eval_interval=50, eval_iters=10, learning_rate=1e-3,
                                         warmup_iters=20, min_lr=1e-4), max_gap=0.05),
         # Unmeasured until a GPU run: the lecture model, half a pass over the novels, then a short finetune.
-        "gpu": PretrainSettings(LECTURE_MODEL, replace(NANOGPT_SCHEDULE, max_iters=2500, eval_interval=500, eval_iters=50,
-                                                       compile=False),
-                                replace(NANOGPT_SCHEDULE, max_iters=500, eval_interval=250, eval_iters=50,
-                                        learning_rate=3e-4, warmup_iters=50, min_lr=3e-5, compile=False), max_gap=0.05,
+        "gpu": PretrainSettings(LECTURE_MODEL, replace(GPU_SCHEDULE, max_iters=2500, eval_interval=500, eval_iters=50),
+                                replace(GPU_SCHEDULE, max_iters=500, eval_interval=250, eval_iters=50,
+                                        learning_rate=3e-4, warmup_iters=50, min_lr=3e-5), max_gap=0.05,
                                 max_val_loss=1.40),
     },
     # Making it fast: attention's memory, bfloat16, the KV cache, quantized weights.
@@ -217,8 +218,7 @@ SETTINGS: dict[str, dict[str, object]] = {
                                   TrainingRun(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=400, eval_interval=200)),
                                   repeats=3, max_int8_change=0.01, max_q4_change=0.05),
         "gpu": EfficiencySettings((64, 128, 256, 512, 1024, 2048, 4096), (8, 12, 64), 64, (32, 64, 128, 256),
-                                  TrainingRun(LECTURE_MODEL, replace(NANOGPT_SCHEDULE, max_iters=600, eval_interval=300,
-                                                                     eval_iters=50, compile=False)),
+                                  TrainingRun(LECTURE_MODEL, replace(GPU_SCHEDULE, max_iters=600, eval_interval=300, eval_iters=50)),
                                   repeats=10, max_int8_change=0.01, max_q4_change=0.05),
     },
     # The BPE tokenizer chapter.
@@ -226,13 +226,8 @@ SETTINGS: dict[str, dict[str, object]] = {
         "smoke": TokenizerSettings(small_chars=5_000, small_vocab_size=300, reference_chars=5_000,
                                    reference_vocab_size=280, corpus_chars=200_000, eval_chars=20_000,
                                    vocab_sizes=(256, 300, 400, 512), min_speedup=1),
-        "cpu": TokenizerSettings(small_chars=50_000, small_vocab_size=512, reference_chars=300_000,
-                                 reference_vocab_size=512, corpus_chars=5_000_000, eval_chars=500_000,
-                                 vocab_sizes=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768), min_speedup=30),
-        # Training tokenizers is CPU work on one core, the GPU machine's too: the cpu sizes (about a minute).
-        "gpu": TokenizerSettings(small_chars=50_000, small_vocab_size=512, reference_chars=300_000,
-                                 reference_vocab_size=512, corpus_chars=5_000_000, eval_chars=500_000,
-                                 vocab_sizes=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768), min_speedup=30),
+        "cpu": _cpu_tokenizer,
+        "gpu": _cpu_tokenizer,  # training tokenizers is one core's work on the GPU machine too
     },
     # Characters vs BPE tokens, in bits per byte.
     "bits_per_byte": {
@@ -242,8 +237,7 @@ SETTINGS: dict[str, dict[str, object]] = {
         "cpu": BitsPerByteSettings(TrainingRun(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=300, eval_interval=50,
                                                                   eval_iters=10, warmup_iters=30)),
                                    vocab_size=512, seed=0, min_bpe_margin=0.2),
-        "gpu": BitsPerByteSettings(TrainingRun(LECTURE_MODEL, replace(NANOGPT_SCHEDULE, max_iters=600, eval_interval=200,
-                                                                      eval_iters=50, compile=False)),
+        "gpu": BitsPerByteSettings(TrainingRun(LECTURE_MODEL, replace(GPU_SCHEDULE, max_iters=600, eval_iters=50)),
                                    vocab_size=512, seed=0),
     },
     # Training on many processes: a few exact steps (one process vs DDP vs FSDP2) and timed steps, always on
@@ -258,10 +252,8 @@ SETTINGS: dict[str, dict[str, object]] = {
             ranks=1 if profile == "gpu" else 2, cli_iters={"smoke": 4, "cpu": 20, "gpu": 100}[profile])
         for profile in ("smoke", "cpu", "gpu")
     },
-    # From GPT to an assistant: a base model, SFT on demonstrations, DPO on preference pairs. The window holds a
-    # request and a three-line answer: 243 tokens at most (the chapter asserts that every demonstration fits; at 192,
-    # one in seven, nearly all of three lines, was dropped). Under cpu the base model is brief: SFT also teaches it
-    # the speeches' text.
+    # From GPT to an assistant: base model, SFT, DPO. The window holds a request and a three-line answer (243 tokens;
+    # the chapter asserts every demonstration fits). Under cpu the base model is brief: SFT also teaches the text.
     "assistant": {
         "smoke": AssistantSettings(replace(SMOKE_MODEL, block_size=256, n_embd=72),  # vocab <= width: exact export
                                    replace(SMOKE_SCHEDULE, max_iters=10, eval_interval=10, eval_iters=1),
@@ -281,13 +273,11 @@ SETTINGS: dict[str, dict[str, object]] = {
                                  min_sft_accuracy=0.7),
         # Unmeasured until a GPU run: the lecture model, its own pretraining, then the same stages, longer.
         "gpu": AssistantSettings(LECTURE_MODEL,
-                                 replace(NANOGPT_SCHEDULE, max_iters=1500, eval_interval=500, eval_iters=50,
-                                         compile=False),
-                                 replace(NANOGPT_SCHEDULE, max_iters=1000, eval_interval=250, eval_iters=20,
-                                         learning_rate=3e-4, warmup_iters=50, min_lr=3e-5, batch_size=32, compile=False),
-                                 replace(NANOGPT_SCHEDULE, max_iters=300, eval_interval=50, eval_iters=20, batch_size=32,
-                                         learning_rate=1e-5, warmup_iters=0, decay_lr=False, weight_decay=0.0,
-                                         compile=False),
+                                 replace(GPU_SCHEDULE, max_iters=1500, eval_interval=500, eval_iters=50),
+                                 replace(GPU_SCHEDULE, max_iters=1000, eval_interval=250, eval_iters=20,
+                                         learning_rate=3e-4, warmup_iters=50, min_lr=3e-5, batch_size=32),
+                                 replace(GPU_SCHEDULE, max_iters=300, eval_interval=50, eval_iters=20, batch_size=32,
+                                         learning_rate=1e-5, warmup_iters=0, decay_lr=False, weight_decay=0.0),
                                  beta=0.1, nll_weight=1.0, copies=2, n_eval=500, n_dpo_eval=200,
                                  n_val_requests=300, min_sft_accuracy=0.95),
     },

@@ -12,6 +12,8 @@ LECTURE_MODEL = GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_
 # nanoGPT's config/train_shakespeare_char.py: AdamW, warmup then cosine decay to a tenth.
 NANOGPT_SCHEDULE = TrainConfig(max_iters=5000, eval_interval=250, eval_iters=200, batch_size=64, learning_rate=1e-3,
                                warmup_iters=100, decay_lr=True, min_lr=1e-4, weight_decay=0.1, grad_clip=1.0)
+# The gpu book's runs: nanoGPT's schedule, uncompiled (too short for compiling to pay: settings/gpu_plan.py).
+GPU_SCHEDULE = replace(NANOGPT_SCHEDULE, compile=False)
 # The largest model a 2-core CPU trains in the book's budget (nanoGPT's CPU recipe, GELU, no dropout).
 CPU_MODEL = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, mlp="gelu")
 # 900 steps (about 1.75 val): chapter 3 and the takeaway gpt.ipynb both train it inside the CPU book's time.
