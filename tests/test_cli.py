@@ -180,16 +180,6 @@ def test_an_interruption_between_the_two_checkpoint_writes_keeps_best_consistent
     capsys.readouterr()
 
 
-def test_no_compile_is_recorded_in_the_run_config(smoke, tmp_path, capsys):
-    """--no-compile turns torch.compile off for the run (what the checkpoint's config records); by default the
-    profile's schedule decides (None: compile on CUDA only)."""
-    for extra, expected in (([], None), (["--no-compile"], False)):
-        out_dir = tmp_path / str(expected)
-        assert main(["train", "shakespeare-char", "--out-dir", str(out_dir), "--max-iters", "1", *extra]) == 0
-        assert checkpoint.load(out_dir / "last.safetensors").meta["train_config"]["compile"] is expected
-    capsys.readouterr()
-
-
 def test_train_with_a_bad_profile_returns_2(smoke, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv(profiles.ENV_VAR, "huge")
     assert main(["train", "shakespeare-char", "--out-dir", str(tmp_path), "--max-iters", "1"]) == 2

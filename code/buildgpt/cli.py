@@ -89,13 +89,11 @@ def preset_run(name: str, profile: profiles.Profile, seed: int | None, init_from
 
 
 def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None,
-                 fsdp: bool = False, init_from: str | None = None, no_compile: bool = False) -> int:
+                 fsdp: bool = False, init_from: str | None = None) -> int:
     profile = profiles.current()
     d = distributed.start(profile.device, force=fsdp)  # one process, or one of torchrun's
     model, tokenizer, batches, val_data, schedule = preset_run(name, profile, seed, init_from)
     config = run_config(schedule, out_dir or f"checkpoints/{name}", resume, max_iters, seed)
-    if no_compile:
-        config = replace(config, compile=False)
     if d.is_main:  # only rank 0 speaks
         print(f"{name}: {model.num_params() / 1e6:.2f}M parameters, seed {config.seed}, {profile.describe()}, "
               f"{d.describe()}{', FSDP2' if fsdp else ''}", file=sys.stderr)
@@ -224,8 +222,6 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--max-iters", type=int, help="override the profile's number of steps")
     t.add_argument("--seed", type=int, help="the run's seed: initial weights, batches, dropout (default: the profile's)")
     t.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (under torchrun; default: DDP)")
-    t.add_argument("--no-compile", action="store_true",
-                   help="skip torch.compile (default: compile on CUDA, which pays only after a warm-up of about a minute)")
     s = commands.add_parser("sample", help="generate text from a checkpoint, printing as it goes")
     s.add_argument("checkpoint")
     s.add_argument("--prompt", default="", help="text to continue (default: a newline)")
@@ -264,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.init_from and args.preset != "shakespeare-char":
                 raise ValueError("--init-from finetunes on tinyshakespeare: use it with the shakespeare-char preset")
             return train_preset(args.preset, args.out_dir, args.resume, args.max_iters, args.seed, args.fsdp,
-                                args.init_from, args.no_compile)
+                                args.init_from)
         if args.command == "calc":
             return calc(args.checkpoint, args.expression)
         if args.command == "chat":

@@ -28,6 +28,7 @@ import torch
 
 from ..nn.model import GPT
 from ..train import flops
+from .chapters import SETTINGS, settings_for
 from .types import TrainingRun
 
 H100_FLOPS = 100e12  # FLOP/s achieved: twice what nanoGPT's shakespeare-char run reaches on an A100
@@ -88,10 +89,8 @@ def chapter_runs(chapter: str, settings) -> list[tuple[TrainingRun, int]]:
     if chapter == "bits_per_byte":  # characters and BPE tokens
         return [(runs["lm"], 2)]
     if chapter == "distributed":  # on the GPU: the command-line run of the gpt preset, then its resumption
-        from .chapters import settings_for
-
         gpt = settings_for("gpt", "gpu")
-        return [(TrainingRun(gpt.model, replace(gpt.train, max_iters=settings.cli_iters, compile=False)), 2)]
+        return [(TrainingRun(gpt.model, replace(gpt.train, max_iters=settings.cli_iters)), 2)]
     if chapter == "assistant":  # a DPO step runs the policy and the frozen reference on both answers
         return [(runs["pretrain"], 1), (runs["sft"], 1), (runs["dpo"], 3)]
     return [(run, 1) for run in runs.values()]
@@ -107,8 +106,6 @@ def chapter_minutes(chapter: str, settings) -> float:
 
 def planned_minutes(profile: str = "gpu") -> dict[str, float]:
     """Every chapter's planned minutes under `profile` (meaningful for gpu: the estimates are an H100's)."""
-    from .chapters import SETTINGS
-
     return {chapter: chapter_minutes(chapter, by_profile[profile]) for chapter, by_profile in SETTINGS.items()}
 
 
