@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 from collections import Counter
 
 import pytest
@@ -17,14 +18,17 @@ from buildgpt.data.instructions import (
     Speech,
     answer_text,
     check,
+    pairs_from_answers,
     parse_speeches,
+    repair,
+    speech_lines,
 )
 from buildgpt.infer.assistant import answer_batch, answer_requests, evaluate_requests
 from buildgpt.infer.generate import generate
 from buildgpt.nn.loss import IGNORE_INDEX
 from buildgpt.nn.model import GPT, GPTConfig
 from buildgpt.nn.surgery import grow_vocabulary
-from buildgpt.tokenizers.chat import END, ChatTokenizer
+from buildgpt.tokenizers.chat import END, USER, ChatTokenizer
 from buildgpt.train.alignment import (
     LN2,
     ChatBatches,
@@ -93,6 +97,33 @@ def test_demonstrations_meet_their_requests_and_pairs_miss_by_one_flaw():
     for p in pairs:
         verdict = check(p.request, p.rejected)
         assert not verdict.met and getattr(verdict, p.flaw) is False
+
+
+def test_repair_changes_an_answer_only_as_much_as_the_request_needs():
+    spare = ["Peace, ho!", "Away."]
+    rng = random.Random(0)
+    assert repair(Request("ROMEO", 1, "Ay"), "JULIET:\nNo, sir.\nGo.", rng, spare) == "ROMEO:\nAy, sir."
+    assert repair(Request("ROMEO", 2, "Come"), "ROMEO:\nCome, sir.", rng, spare).startswith("ROMEO:\nCome, sir.\n")
+    run_on = "ROMEO:\nCome " + "the " * 20  # longer than any spare line: replaced, then the word set
+    repaired = repair(Request("ROMEO", 1, "Come"), run_on, rng, spare)
+    assert repaired in {"ROMEO:\nCome, ho!", "ROMEO:\nCome."} and check(Request("ROMEO", 1, "Come"), repaired).met
+    for answer in ("", "ROMEO:", "JULIET:\n\n\n\n", "x" * 300):
+        for n in (1, 2, 3):
+            assert check(Request("JULIET", n, "What"), repair(Request("JULIET", n, "What"), answer, rng, spare)).met
+
+
+def test_pairs_from_answers_keep_each_miss_as_rejected_against_its_repair():
+    speeches = parse_speeches(PLAY)
+    task = InstructionTask.from_speeches(speeches, n_speakers=2, n_words=2)
+    spare = speech_lines(task.demonstrations(speeches))
+    assert "Come hither." in spare and "ROMEO:" not in spare
+    requests = [Request("ROMEO", 1, "Come"), Request("JULIET", 2, "What"), Request("ROMEO", 3, "Come")]
+    answers = ["ROMEO:\nCome, sir.", "JULIET:\nWhat, a line?", "JULIET:\nCome hither.\nNay, go.\nCome again."]
+    pairs = pairs_from_answers(requests, answers, spare, seed=0)
+    assert [(p.request, p.rejected, p.flaw) for p in pairs] == [(requests[1], answers[1], "length"),
+                                                               (requests[2], answers[2], "speaker")]
+    assert all(check(p.request, p.chosen).met for p in pairs)
+    assert pairs[1].chosen == "ROMEO:\nCome hither.\nNay, go.\nCome again."
 
 
 def test_demonstrations_attributed_at_random_copy_the_name_and_avoid_held_out_requests():
@@ -207,9 +238,18 @@ def test_batched_answers_equal_greedy_generation_one_at_a_time():
     for prompt, answer in zip(prompts, answers):
         ids = tokenizer.encode_chat([{"role": "user", "content": prompt}], add_generation_prompt=True)[0]
         new = generate(model, torch.tensor([ids]), 12, temperature=0)[0, len(ids):].tolist()
-        assert answer == tokenizer.decode(new[:new.index(end)] if end in new else new)
+        turn_end = next((k for k, t in enumerate(new) if t in tokenizer.special_by_id), len(new))  # any marker
+        assert answer == tokenizer.decode(new[:turn_end])
     with pytest.raises(ValueError, match="no room"):
         answer_batch(model, torch.zeros(1, 65, dtype=torch.long), end, 5)
+
+
+def test_an_answer_ends_at_any_marker_it_writes(monkeypatch):
+    tokenizer = ChatTokenizer(CHARS)
+    markers = tokenizer.special_tokens
+    row = tokenizer.encode("Ay") + [markers[USER]] + tokenizer.encode("Obey") + [markers[END]]
+    monkeypatch.setattr("buildgpt.infer.assistant.decode_until", lambda *args: [row])
+    assert answer_requests(tiny_chat_model(), tokenizer, ["Hi"]) == ["Ay"]
 
 
 def test_evaluation_scores_answers_with_the_checker():

@@ -9,7 +9,8 @@ number.
 The corpus supplies everything. Each short speech of tinyshakespeare (one to three lines) is a
 **demonstration**; the requests we evaluate on ask for the most frequent first words. A **preference
 pair** sets a demonstration (chosen) against the same speech spoiled in one way (rejected): the
-wrong speaker's name, a line too many or too few, or its first word swapped for another.
+wrong speaker's name, a line too many or too few, or its first word swapped for another. Or it
+sets a model's own answer that missed (rejected) against that answer repaired (chosen).
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class InstructionTask:
         if not sum(weights):
             raise ValueError(f"flaw_weights {flaw_weights} give every flaw of {FLAWS} a weight of zero")
         rng = random.Random(seed)
-        spare_lines = [line for _, answer in demos for line in answer.split("\n")[1:]]
+        spare_lines = speech_lines(demos)
         pairs = []
         for request, answer in demos:
             flaw = rng.choices(FLAWS, weights)[0]
@@ -187,3 +188,41 @@ class InstructionTask:
             return "\n".join([head, *lines])
         other = rng.choice([w for w in self.words if w != request.word])  # the first word swapped
         return "\n".join([head, other + lines[0][len(request.word):], *lines[1:]])
+
+
+def speech_lines(demos: list[tuple[Request, str]]) -> list[str]:
+    """Every line of speech in the demonstrations' answers (not their name lines), to draw spare lines from."""
+    return [line for _, answer in demos for line in answer.split("\n")[1:]]
+
+
+def repair(request: Request, answer: str, rng: random.Random, spare_lines: list[str]) -> str:
+    """`answer` changed as little as it takes to meet `request`.
+
+    The name line is rewritten; a line that is blank or longer than any spare line (one that ran
+    on) becomes a spare line; lines past the requested count are cut and missing ones drawn from
+    the spare lines; the first word is set. Example: `repair(Request("ROMEO", 1, "Ay"),
+    "JULIET:\nNo, sir.\nGo.", random.Random(0), ["Peace, ho!"])` is "ROMEO:\nAy, sir.".
+    """
+    longest = max(map(len, spare_lines))
+    _, *lines = answer.split("\n")
+    lines = [line if line.strip() and len(line) <= longest else rng.choice(spare_lines) for line in lines]
+    lines = lines[:request.n_lines] + [rng.choice(spare_lines) for _ in range(request.n_lines - len(lines))]
+    lines[0] = request.word + lines[0][len(first_word(lines[0])):]
+    return answer_text(request.speaker, lines)
+
+
+def pairs_from_answers(requests: list[Request], answers: list[str], spare_lines: list[str],
+                       seed: int) -> list[PreferencePair]:
+    """A pair for each answer that misses its request: the answer itself (rejected) against its repair
+    (chosen), so the pair shows the model's own mistake. Its flaw is the first part it missed.
+
+    Example: `pairs_from_answers(ev.requests, ev.answers, speech_lines(demos), seed=1)`.
+    """
+    rng = random.Random(seed)
+    pairs = []
+    for request, answer in zip(requests, answers):
+        verdict = check(request, answer)
+        if not verdict.met:
+            flaw = next(part for part in FLAWS if not getattr(verdict, part))
+            pairs.append(PreferencePair(request, repair(request, answer, rng, spare_lines), answer, flaw))
+    return pairs

@@ -35,6 +35,7 @@ def answer_requests(model: GPT, tokenizer: ChatTokenizer, prompts: list[str], ma
                     temperature: float = 0.0, seed: int = 0) -> list[str]:
     """The model's answer to each user prompt, as text, in the prompts' order.
 
+    An answer ends at `<|end|>`, or at any other chat marker it writes: that would begin another turn.
     Example: `answer_requests(model, tokenizer, ["Write one line for ROMEO with the word 'love'."])`.
     """
     encoded = [tokenizer.encode_chat([{"role": "user", "content": p}], add_generation_prompt=True)[0] for p in prompts]
@@ -47,7 +48,8 @@ def answer_requests(model: GPT, tokenizer: ChatTokenizer, prompts: list[str], ma
         rows = answer_batch(model, torch.tensor([encoded[i] for i in indices]), tokenizer.special_tokens[END],
                             max_new_tokens, temperature, generator)
         for i, row in zip(indices, rows):
-            answers[i] = tokenizer.decode(row)
+            turn_end = next((k for k, t in enumerate(row) if t in tokenizer.special_by_id), len(row))
+            answers[i] = tokenizer.decode(row[:turn_end])
     return answers
 
 

@@ -201,7 +201,7 @@ SETTINGS: dict[str, dict[str, object]] = {
         "smoke": PretrainSettings(SMOKE_MODEL, replace(SMOKE_SCHEDULE, max_iters=40, eval_interval=20, eval_iters=2),
                                   replace(SMOKE_SCHEDULE, max_iters=20, eval_interval=10, eval_iters=2,
                                           learning_rate=1e-3, warmup_iters=2, min_lr=1e-4), max_gap=None),
-        "cpu": PretrainSettings(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=500, eval_interval=100, eval_iters=20),
+        "cpu": PretrainSettings(CPU_MODEL, replace(CPU_SCHEDULE, max_iters=500, eval_interval=100, eval_iters=10),
                                 replace(CPU_SCHEDULE, max_iters=200, eval_interval=50, eval_iters=10, learning_rate=1e-3,
                                         warmup_iters=20, min_lr=1e-4), max_gap=0.05),
         # Unmeasured until a GPU run: the lecture model, half a pass over the novels, then a short finetune.
@@ -265,12 +265,12 @@ SETTINGS: dict[str, dict[str, object]] = {
         # Two layers: half the time of four per step, so SFT gets the steps that teach counting lines.
         "cpu": AssistantSettings(replace(CPU_MODEL, block_size=256, n_layer=2),
                                  replace(CPU_SCHEDULE, max_iters=300, eval_interval=300, eval_iters=5, batch_size=16),
-                                 replace(CPU_SCHEDULE, max_iters=1100, eval_interval=100, eval_iters=5,
-                                         learning_rate=5e-3, warmup_iters=20),
+                                 replace(CPU_SCHEDULE, max_iters=800, eval_interval=100, eval_iters=5,
+                                         learning_rate=3e-3, warmup_iters=20),
                                  replace(CPU_SCHEDULE, max_iters=60, eval_interval=20, eval_iters=5, batch_size=16,
                                          learning_rate=2e-5, warmup_iters=0, decay_lr=False, weight_decay=0.0),
-                                 beta=0.1, nll_weight=1.0, copies=1, n_eval=300, n_dpo_eval=100, n_val_requests=200,
-                                 min_sft_accuracy=0.7),
+                                 beta=0.1, nll_weight=1.0, copies=1, n_eval=300, n_dpo_eval=100, n_val_requests=800,
+                                 min_sft_accuracy=0.8),
         # Unmeasured until a GPU run: the lecture model, its own pretraining, then the same stages, longer.
         "gpu": AssistantSettings(LECTURE_MODEL,
                                  replace(GPU_SCHEDULE, max_iters=1500, eval_interval=500, eval_iters=50),
@@ -279,7 +279,7 @@ SETTINGS: dict[str, dict[str, object]] = {
                                  replace(GPU_SCHEDULE, max_iters=300, eval_interval=50, eval_iters=20, batch_size=32,
                                          learning_rate=1e-5, warmup_iters=0, decay_lr=False, weight_decay=0.0),
                                  beta=0.1, nll_weight=1.0, copies=2, n_eval=500, n_dpo_eval=200,
-                                 n_val_requests=300, min_sft_accuracy=0.95),
+                                 n_val_requests=600, min_sft_accuracy=0.95),
     },
 }
 

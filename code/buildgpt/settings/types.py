@@ -161,9 +161,10 @@ class PretrainSettings:
     max_val_loss: float | None = None  # the finetuned model's loss on the whole tinyshakespeare val split
 
     def scratch(self, steps: int) -> TrainConfig:
-        """The pretraining schedule cut to `steps` steps, for a model trained on tinyshakespeare from scratch."""
+        """The pretraining schedule cut to `steps` steps, for a model trained on tinyshakespeare from scratch,
+        evaluated as often and on as many batches as finetuning, whose curve it is plotted against."""
         return replace(self.pretrain, max_iters=steps, eval_interval=self.finetune.eval_interval,
-                       warmup_iters=min(self.pretrain.warmup_iters, steps // 10))
+                       eval_iters=self.finetune.eval_iters, warmup_iters=min(self.pretrain.warmup_iters, steps // 10))
 
     def runs(self) -> dict[str, TrainingRun]:
         return {"pretrain": TrainingRun(self.model, self.pretrain), "finetune": TrainingRun(self.model, self.finetune),
@@ -200,7 +201,7 @@ class AssistantSettings:
     copies: int  # demonstrations per length, in multiples of the most common length's speeches (speakers drawn at random)
     n_eval: int  # held-out requests answered after each stage
     n_dpo_eval: int  # of those, answered at each DPO evaluation (the accuracy curve)
-    n_val_requests: int  # other requests, answered after SFT to see which flaws the DPO pairs should show
+    n_val_requests: int  # other requests the SFT model answers: DPO pairs from its misses, and which flaws it makes
     min_sft_accuracy: float  # the share of held-out requests fully met after SFT, asserted by the chapter
     dpo_claims: bool = True  # the chapter asserts that DPO raised the margin and did not lower accuracy
 
