@@ -1,6 +1,6 @@
 """GPT speed on the CPU, side by side with the references, reported as ratios.
 
-    .venv/bin/python benchmarks/bench_gpt_cpu.py                 # all three parts (~6 minutes on 2 cores)
+    .venv/bin/python benchmarks/bench_gpt_cpu.py                 # all four parts (~1 hour on 2 cores)
     .venv/bin/python benchmarks/bench_gpt_cpu.py --part time-to-2.0
     .venv/bin/python benchmarks/bench_gpt_cpu.py --part sampling --part train-step
 
@@ -14,9 +14,16 @@ sampling     500 new tokens from the 10.8M-parameter model: nanoGPT's sampler (n
              without and with the KV cache, and with the cache plus float16 weights for the
              one-token steps (`buildgpt.infer.half_weights`).
 train-step   Seconds per training step of the 10.8M model at batch 16 x 256, for the
-             per-head, batched and fused attention paths, with dropout 0.2 (the lecture's)
-             and 0.0 (nanoGPT's default), next to nanoGPT's model timed in the same run and
-             to its documented figure on this kind of machine (1.96 s/step, dropout unstated).
+             per-head, batched and fused attention paths in float32, and the fused path in
+             the precision the trainer picks (bfloat16 autocast on a CPU with native bfloat16,
+             train/precision.py), with dropout 0.2 (the lecture's) and 0.0 (nanoGPT's
+             default), next to nanoGPT's model timed in the same run (float32, as nanoGPT's
+             train.py runs on a CPU) and to its documented figure on this kind of machine
+             (1.96 s/step, dropout unstated).
+same-loss    The same model trained --steps steps (500 by default; about 25 minutes per seed)
+             by our trainer in float32 and in the precision it picks, two seeds (batches and
+             dropout): the val loss on the whole split, whose difference must stay within
+             what the seeds alone move it.
 
 The nanoGPT reference is `nanogpt_reference.py`: nanoGPT's operations re-created (it cannot be
 fetched offline), with its 10.65M parameters.
@@ -34,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 PROCESS_START = time.perf_counter()
@@ -41,6 +49,7 @@ PROCESS_START = time.perf_counter()
 sys.path.insert(0, str(Path(__file__).parent))  # nanogpt_reference, when run from the repository root
 import torch  # noqa: E402  (imported after the clock starts, on purpose)
 
+TRAINERS_PATH = "ours, fused, trainer's precision"  # bfloat16 autocast where train/precision.py picks it
 NANOGPT_STEP_SECONDS = 1.96  # nanoGPT, 10.65M params, batch 16 x 256: the project's reference figure for a 2-core CPU
 RECIPES = {
     # Ours: one wide layer, a large learning rate with warmup and cosine decay, 500 steps.
@@ -117,8 +126,6 @@ def time_to_2() -> None:
 
 
 def lecture_model(attention: str, dropout: float = 0.2):
-    from dataclasses import replace
-
     from buildgpt.nn.model import GPT
     from buildgpt.settings.presets import LECTURE_MODEL
 
@@ -171,6 +178,7 @@ def sampling(new_tokens: int = 500) -> None:
 
 
 def train_step(repeats: int = 6) -> None:
+    from buildgpt.train import precision
     from buildgpt.train.loop import TrainConfig, make_optimizer
 
     x = torch.randint(65, (16, 256), generator=torch.Generator().manual_seed(0))
@@ -180,47 +188,84 @@ def train_step(repeats: int = 6) -> None:
           f"{NANOGPT_STEP_SECONDS} s |\n|---|---:|---:|---:|---:|")
     for dropout in (0.2, 0.0):  # the lecture trains with 0.2; nanoGPT's default is 0.0
         runs = {}
-        for name in ("nanoGPT (reference)", "ours, per_head", "ours, batched", "ours, fused"):
+        for name in ("nanoGPT (reference)", "ours, per_head", "ours, batched", "ours, fused", TRAINERS_PATH):
             if name.startswith("nanoGPT"):
                 model = reference_model(dropout).train()
                 optimizer = model.optimizer(weight_decay=0.1)
             else:
                 model = lecture_model(name.split(", ")[1], dropout).train()
                 optimizer = make_optimizer(model, TrainConfig(weight_decay=0.1), "cpu")
-            runs[name] = (model, optimizer, [])
+            # float32 but for the trainer's own choice (train/precision.py), as loop.train would step it here
+            context = precision.autocast(model, "cpu", None if name == TRAINERS_PATH else False)
+            runs[name] = (model, optimizer, context, [])
 
-        def step(model, optimizer) -> float:
+        def step(model, optimizer, context) -> float:
             start = time.perf_counter()
-            _, loss = model(x, y)
+            with context:
+                _, loss = model(x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             return time.perf_counter() - start
 
         for repeat in range(repeats + 1):  # round-robin, so drifts in machine speed hit every model alike
-            for model, optimizer, times in runs.values():
-                seconds = step(model, optimizer)
+            for model, optimizer, context, times in runs.values():
+                seconds = step(model, optimizer, context)
                 if repeat:  # the first round warms up
                     times.append(seconds)
-        reference = statistics.median(runs["nanoGPT (reference)"][2])
-        for name, (_, _, times) in runs.items():
+        reference = statistics.median(runs["nanoGPT (reference)"][-1])
+        for name, (*_, times) in runs.items():
             seconds = statistics.median(times)
             print(f"| {name} | {dropout} | {seconds:.2f} | {reference / seconds:.2f}x "
                   f"| {NANOGPT_STEP_SECONDS / seconds:.2f}x |")
 
 
+def same_loss(steps: int, seeds: tuple[int, ...] = (0, 1)) -> None:
+    """The 10.8M model (dropout 0.2) trained `steps` steps at batch 16 x 256 by loop.train, in float32 and with
+    the trainer's own precision, each seed's val loss on the whole split: reduced precision must stay within
+    the spread that seeds alone cause."""
+    from buildgpt.data.batches import TokenBatches
+    from buildgpt.train import evaluate, loop, precision
+
+    _, train_data, val_data = shakespeare()
+    config = loop.TrainConfig(max_iters=steps, eval_interval=steps, eval_iters=5, batch_size=16, learning_rate=1e-3,
+                              warmup_iters=min(100, steps // 10), decay_lr=True, min_lr=1e-4, beta2=0.99,
+                              weight_decay=0.1, grad_clip=1.0)
+    chosen = "bfloat16 autocast" if precision.use_bf16(lecture_model("fused"), "cpu") else "float32"
+    print(f"\n## same loss: {steps} steps, 10.8M model, batch 16 x 256, val loss on the whole split")
+    print(f"| seed | float32 | trainer's choice ({chosen}) | difference | s/step float32 | s/step choice |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    losses = {}
+    for seed in seeds:
+        row = []
+        for bf16 in (False, None):
+            model = lecture_model("fused")
+            batches = TokenBatches(train_data, val_data, model.config.block_size)
+            start = time.perf_counter()
+            loop.train(model, batches, replace(config, seed=seed, bf16=bf16), progress=False)
+            seconds = (time.perf_counter() - start) / steps
+            row.append((evaluate.split_loss(model, val_data, model.config.block_size, batch_size=64), seconds))
+        losses[seed] = row
+        (fp32, fp32_s), (ours, ours_s) = row
+        print(f"| {seed} | {fp32:.4f} | {ours:.4f} | {ours - fp32:+.4f} | {fp32_s:.2f} | {ours_s:.2f} |")
+    fp32_losses = [row[0][0] for row in losses.values()]
+    print(f"spread of float32 across seeds: {max(fp32_losses) - min(fp32_losses):.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", action="append", choices=["time-to-2.0", "sampling", "train-step"])
+    parser.add_argument("--part", action="append", choices=["time-to-2.0", "sampling", "train-step", "same-loss"])
+    parser.add_argument("--steps", type=int, default=500, help="same-loss: training steps per run")
     parser.add_argument("--run-recipe", choices=sorted(RECIPES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_recipe:
         print(json.dumps(run_recipe(args.run_recipe)))
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    parts = args.part or ["time-to-2.0", "sampling", "train-step"]
+    parts = args.part or ["time-to-2.0", "sampling", "train-step", "same-loss"]
     for part in parts:
-        {"time-to-2.0": time_to_2, "sampling": sampling, "train-step": train_step}[part]()
+        {"time-to-2.0": time_to_2, "sampling": sampling, "train-step": train_step,
+         "same-loss": lambda: same_loss(args.steps)}[part]()
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ a *loss function* turns the model and a batch into one number, so plain next-tok
 masked answers, chat turns and preference pairs all train here. Around the step: AdamW
 (weight decay on matrices only), linear warmup then cosine decay, gradient accumulation,
 gradient clipping, periodic evaluation into a loss history with tokens per second, best/last
-checkpoints written atomically, exact resume, bf16 autocast and `torch.compile` on a GPU, and
-a stop with a clear message if the loss stops being a number.
+checkpoints written atomically, exact resume, bf16 autocast where it pays (`precision`),
+`torch.compile` on a GPU, and a stop with a clear message if the loss stops being a number.
 
 On several processes (`torchrun`, a DDP or FSDP2 model) every rank takes its own batches and
 evaluates; only rank 0 shows progress and writes checkpoints (every rank helps gather a sharded
@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from ..utils.progress import tqdm
-from . import checkpoint, sharded
+from . import checkpoint, precision, sharded
 from .evaluate import estimate_loss
 from .objectives import BatchSource, LossFn, next_token_loss
 
@@ -50,6 +49,7 @@ class TrainConfig:
     out_dir: str | None = None  # where best.safetensors and last.safetensors go; None: no checkpoints
     resume: bool = False  # continue from out_dir/last.safetensors if it exists
     compile: bool | None = None  # torch.compile the model; None: only on CUDA
+    bf16: bool | None = None  # bfloat16 autocast; None: where it pays (CUDA, wide models on CPUs with native bf16)
 
     def __post_init__(self):
         if self.grad_accum_steps < 1:
@@ -144,7 +144,7 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
 
     use_compile = config.compile if config.compile is not None else device.startswith("cuda")
     runner = torch.compile(model) if use_compile else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
+    autocast = precision.autocast(model, device, config.bf16)
     meta = {"train_config": asdict(config), **(meta or {})}
     tokens = history.tokens[-1] if history.tokens else 0
     t0 = time.perf_counter() - (history.seconds[-1] if history.seconds else 0.0)
