@@ -11,8 +11,11 @@ time-to-2.0  Wall clock from process start until a model's loss on the *whole* v
              trainer in the same run, scored on the whole split every 100 steps; its clock
              excludes that scoring (in its favour).
 sampling     500 new tokens from the 10.8M-parameter model: nanoGPT's sampler (no cache), ours
-             without and with the KV cache, and with the cache plus float16 weights for the
-             one-token steps (`buildgpt.infer.half_weights`).
+             without and with the KV cache, with the cache plus float16 weights for the
+             one-token steps (`buildgpt.infer.half_weights`), and the compiled decoder (one
+             compiled step over a static cache, int8 weights, `buildgpt.infer.compiled_decode`),
+             whose compile time is printed apart. Then the bytes a compiled step reads, as GB/s,
+             against this machine's read bandwidth (a sum over 512 MB).
 train-step   Seconds per training step of the 10.8M model at batch 16 x 256, for the
              per-head, batched and fused attention paths in float32, and the fused path in
              the precision the trainer picks (bfloat16 autocast on a CPU with native bfloat16,
@@ -150,9 +153,25 @@ def tokens_per_second(generate, new_tokens: int, repeats: int) -> float:
     return statistics.median(rates)
 
 
+def read_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
+    """Bytes per second this machine reads: the best of `repeats` sums over a buffer far larger than its caches."""
+    buffer = torch.ones(megabytes * 2**20 // 4)
+    buffer.sum()
+    best = min(timed(buffer.sum) for _ in range(repeats))
+    return buffer.numel() * 4 / best
+
+
+def timed(f) -> float:
+    start = time.perf_counter()
+    f()
+    return time.perf_counter() - start
+
+
 def sampling(new_tokens: int = 500) -> None:
+    from buildgpt.infer.compiled_decode import CompiledDecoder
     from buildgpt.infer.generate import generate
     from buildgpt.infer.half_weights import with_half_weights
+    from buildgpt.infer.quantize import weight_bytes
 
     model = lecture_model("fused").eval()
     fast = with_half_weights(model)
@@ -163,18 +182,31 @@ def sampling(new_tokens: int = 500) -> None:
         return lambda: generate(m, prompt, new_tokens, temperature=1.0, use_cache=use_cache,
                                   generator=torch.Generator().manual_seed(0))
 
+    start = time.perf_counter()
+    decoder = CompiledDecoder(model, "int8")
+    decoder.generate(prompt, 2)
+    compile_seconds = time.perf_counter() - start
     rates = {  # the uncached runs take ~20 s each: one run; the cached ones: median of three
         "nanoGPT (reference), no cache": tokens_per_second(
             lambda: reference.sample(prompt, new_tokens, torch.Generator().manual_seed(0)), new_tokens, 1),
         "ours, no cache": tokens_per_second(ours(model, False), new_tokens, 1),
         "ours, KV cache": tokens_per_second(ours(model, True), new_tokens, 3),
         "ours, KV cache + float16 weights for one-token steps": tokens_per_second(ours(fast, True), new_tokens, 3),
+        "ours, compiled step, static cache, int8 weights": tokens_per_second(
+            lambda: decoder.generate(prompt, new_tokens, generator=torch.Generator().manual_seed(0)), new_tokens, 5),
     }
     print(f"\n## sampling {new_tokens} tokens, 10.8M model, CPU")
     print("| sampler | tokens/s | vs ours, no cache | vs nanoGPT |\n|---|---:|---:|---:|")
     for name, rate in rates.items():
         print(f"| {name} | {rate:.1f} | {rate / rates['ours, no cache']:.1f}x "
               f"| {rate / rates['nanoGPT (reference), no cache']:.1f}x |")
+    config = model.config  # a step reads every weight and every slot of the static cache (keys and values, float32)
+    weights, cache = weight_bytes(decoder.model), 2 * config.n_layer * config.block_size * config.n_embd * 4
+    compiled = rates["ours, compiled step, static cache, int8 weights"]
+    print(f"compiled decoder: {compile_seconds:.1f} s to compile, once per process; each step reads "
+          f"{weights / 1e6:.1f} MB of weights and {cache / 1e6:.1f} MB of cache: "
+          f"{(weights + cache) * compiled / 1e9:.1f} GB/s, against {read_bandwidth() / 1e9:.1f} GB/s "
+          "read by a plain sum on this machine")
 
 
 def train_step(repeats: int = 6) -> None:
