@@ -64,3 +64,23 @@ def test_a_quantized_checkpoint_is_not_taken_for_float32_nor_the_reverse(fp32_ch
     capsys.readouterr()
     assert main(["quantize", fp32_checkpoint + ".int8", "--format", "q4_0"]) == 2  # quantizing twice
     assert "holds int8 weights, not fp32" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("weights", ["int8", "fp32"])
+def test_compiled_sampling_prints_the_plain_samplers_greedy_text(fp32_checkpoint, capsys, weights):
+    """40 tokens after a 2-character prompt: past the 32-character window, so the refill is compared too."""
+    args = ["sample", fp32_checkpoint, "--prompt", "ab", "--max-new-tokens", "40", "--temperature", "0",
+            "--weights", weights]
+    assert main(args) == 0
+    plain = capsys.readouterr().out
+    assert main([*args, "--compile"]) == 0
+    assert capsys.readouterr().out == plain
+
+
+def test_compiled_sampling_refuses_what_it_does_not_do(fp32_checkpoint, capsys):
+    for extra in (["--top-k", "5"], ["--no-cache"], ["--weights", "q4_0"]):
+        assert main(["sample", fp32_checkpoint, "--compile", *extra]) == 2
+        assert "drop --compile" in capsys.readouterr().err
+    main(["quantize", fp32_checkpoint, "--format", "int8", "--out", fp32_checkpoint + ".int8"])
+    assert main(["sample", fp32_checkpoint + ".int8", "--compile"]) == 2
+    assert "holds int8 weights, not fp32" in capsys.readouterr().err

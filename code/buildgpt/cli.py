@@ -26,6 +26,7 @@ from .data.batches import TokenBatches, train_val_split
 from .data.prepared import PreparedCorpusError, prepare_corpus
 from .infer.calculator import Calculator, CalculatorInputError, accuracy_by_operation, calculator_meta
 from .infer.chat_session import ChatSession, run_repl
+from .infer.compiled_decode import CompiledDecoder
 from .infer.export_hf import export_hf
 from .infer.generate import generate_stream
 from .infer.half_weights import with_half_weights
@@ -178,9 +179,13 @@ def quantize(path: str, format: str, out: str | None) -> int:
 
 
 def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
-           top_p: float | None, seed: int | None, use_cache: bool, weights: str | None = None) -> int:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, ckpt = sample_model(path, device, weights, use_cache)
+           top_p: float | None, seed: int | None, use_cache: bool, weights: str | None = None,
+           compiled: bool = False) -> int:
+    device = "cpu" if compiled or not torch.cuda.is_available() else "cuda"
+    if compiled and (top_k or top_p or not use_cache or (weights or "int8") not in ("int8", "fp32")):
+        raise ValueError("--compile samples with temperature only, from the cache, with int8 or fp32 weights: "
+                         "drop --top-k, --top-p and --no-cache, or drop --compile")
+    model, ckpt = load_model(path, device, "fp32") if compiled else sample_model(path, device, weights, use_cache)
     tokenizer = char_tokenizer(ckpt, path)
     ids = tokenizer.encode(prompt or "\n")
     if len(ids) > model.config.block_size:
@@ -189,8 +194,10 @@ def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_
     generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
     print(prompt, end="", flush=True)
     idx = torch.tensor([ids], dtype=torch.long, device=device)
-    for next_id in generate_stream(model, idx, max_new_tokens, temperature=temperature, top_k=top_k,
-                                         top_p=top_p, use_cache=use_cache, generator=generator):
+    stream = (CompiledDecoder(model, weights or "int8").generate_stream(idx, max_new_tokens, temperature, generator)
+              if compiled else generate_stream(model, idx, max_new_tokens, temperature=temperature, top_k=top_k,
+                                               top_p=top_p, use_cache=use_cache, generator=generator))
+    for next_id in stream:
         print(tokenizer.decode(next_id[0].tolist()), end="", flush=True)
     print()
     return 0
@@ -234,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--weights", choices=["fp32", "fp16", *FORMATS, *WEIGHTS],
                    help="weights to decode with (default: a float16 copy for the cached one-token steps, or the "
                         "checkpoint's own quantized format); int4 is q4_0")
+    s.add_argument("--compile", action="store_true", help="one compiled decode step, int8 weights by default "
+                   "(CPU; compiling takes seconds once, then each token is faster: for long samples)")
     q = commands.add_parser("quantize", help="write a checkpoint's weights as int8, q8_0 or q4_0 (int4)")
     q.add_argument("checkpoint")
     q.add_argument("--format", required=True, choices=[*FORMATS, *WEIGHTS])
@@ -276,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "quantize":
             return quantize(args.checkpoint, args.format, args.out)
         return sample(args.checkpoint, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
-                      args.top_p, args.seed, not args.no_cache, args.weights)
+                      args.top_p, args.seed, not args.no_cache, args.weights, args.compile)
     except (ValueError, CalculatorInputError, checkpoint.CheckpointError, registry.DatasetError,
             PreparedCorpusError) as e:
         print(f"error: {e}", file=sys.stderr)
