@@ -1,5 +1,6 @@
 """The gpu book's plan (buildgpt.settings.gpu_plan): every chapter is planned under every profile,
-the constants reproduce the run they were calibrated on, and the counting rules hold."""
+the constants reproduce the run they were calibrated on, and the counting rules hold: each run at the
+windows it trains on, every evaluation, the bigram's steps, and the pages that train nothing."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from buildgpt.data.arithmetic import OPS, ArithmeticBatches, ArithmeticFormat, Problem
 from buildgpt.settings import gpu_plan
 from buildgpt.settings.chapters import SETTINGS, all_settings, settings_for
 from buildgpt.settings.presets import LECTURE_MODEL, NANOGPT_SCHEDULE
@@ -20,7 +22,9 @@ def test_every_chapter_is_planned_from_its_own_runs(chapter, profile, settings):
     assert all(count >= 1 for _, count in runs)
     own = list(settings.runs().values())
     if chapter not in ("gpt", "pretrain", "distributed"):  # the ladder, the short scratch run, the CLI runs
-        assert all(run in own for run, _ in runs)
+        # exercise 2's runs are costed at their windows, no longer than the model's context
+        assert all(any(run.train == o.train and replace(run.model, block_size=o.model.block_size) == o.model
+                       and run.model.block_size <= o.model.block_size for o in own) for run, _ in runs)
     assert gpu_plan.chapter_minutes(chapter, settings) * 60 >= gpu_plan.CHAPTER_S
 
 
@@ -40,7 +44,8 @@ def test_compiling_is_counted_once_per_model_shape_and_uncompiled_runs_are_slowe
                        finetune=replace(settings.finetune, compile=True))
     runs = gpu_plan.chapter_runs("pretrain", compiled)
     training = sum(gpu_plan.run_seconds(r, n) for r, n in runs)
-    expected = gpu_plan.CHAPTER_S + gpu_plan.COMPILE_S + training  # four runs, one model shape
+    own = gpu_plan.other_seconds("pretrain", compiled)  # its own evaluations
+    expected = gpu_plan.CHAPTER_S + own + gpu_plan.COMPILE_S + training  # four runs, one model shape
     assert gpu_plan.chapter_minutes("pretrain", compiled) == pytest.approx(expected / 60)
 
 
@@ -50,7 +55,36 @@ def test_small_models_cost_their_floor_not_their_arithmetic():
     assert gpu_plan.step_seconds(tiny) == pytest.approx(gpu_plan.STEP_FLOOR_S + gpu_plan.LAYER_FLOOR_S)
 
 
+def test_evaluations_are_counted_as_the_trainer_runs_them():
+    """At step 0, every eval_interval steps, and at the end (once, when the end is on an interval)."""
+    assert gpu_plan.evaluations(replace(NANOGPT_SCHEDULE, max_iters=5000, eval_interval=250)) == 21
+    assert gpu_plan.evaluations(replace(NANOGPT_SCHEDULE, max_iters=600, eval_interval=250)) == 4
+
+
+def test_exercise_2_is_costed_at_the_windows_its_batches_have():
+    settings = settings_for("calculator", "gpu")
+    traced = ArithmeticFormat(reverse=True, width=settings.digits, trace=True)
+    batches = ArithmeticBatches(traced, settings.digits, [Problem(1, "+", 2)], OPS)  # as the chapter builds them
+    (with_working, _), (answer_only, _) = gpu_plan.chapter_runs("calculator", settings)
+    assert with_working.model.block_size == batches.length < settings.run.model.block_size
+    assert answer_only.model.block_size < with_working.model.block_size
+    addition = settings_for("addition", "gpu")
+    (adder, formats), (lengths, schemes) = gpu_plan.chapter_runs("addition", addition)
+    assert (formats, schemes) == (4, 5) and lengths.model.block_size < addition.lengths.model.block_size
+
+
+def test_the_bigram_and_exercise_3s_own_evaluations_are_counted():
+    bigram = settings_for("bigram", "gpu")
+    longer = replace(bigram, train=replace(bigram.train, max_iters=2 * bigram.train.max_iters))
+    assert gpu_plan.chapter_minutes("bigram", longer) > gpu_plan.chapter_minutes("bigram", bigram) > gpu_plan.CHAPTER_S / 60
+    pretrain = settings_for("pretrain", "gpu")
+    training = sum(gpu_plan.run_seconds(r, n) for r, n in gpu_plan.chapter_runs("pretrain", pretrain))
+    assert gpu_plan.chapter_minutes("pretrain", pretrain) * 60 > gpu_plan.CHAPTER_S + training
+
+
 def test_the_plan_covers_the_table_and_prints_its_total(capsys):
     assert set(gpu_plan.planned_minutes()) == set(SETTINGS)
+    pages = len(gpu_plan.OTHER_PAGES) * gpu_plan.CHAPTER_S / 60
+    assert gpu_plan.total_minutes() == pytest.approx(sum(gpu_plan.planned_minutes().values()) + pages)
     gpu_plan.main()
     assert "on one H100 (planned;" in capsys.readouterr().out.splitlines()[-1]

@@ -9,6 +9,11 @@ from ..nn.model import GPTConfig
 from ..train.loop import TrainConfig
 from .types import GPTSettings
 
+# The ladder's rungs below the top: the lecture's small model, one size per profile.
+SMOKE_RUNG = GPTConfig(block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0, mlp="relu", attention="per_head")
+CPU_RUNG = GPTConfig(block_size=32, n_layer=2, n_head=4, n_embd=64, dropout=0.0, mlp="relu", attention="per_head")
+GPU_RUNG = GPTConfig(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, mlp="relu", attention="per_head")
+
 
 @dataclass(frozen=True)
 class LadderSettings:

@@ -24,6 +24,11 @@ CPU_SCHEDULE = TrainConfig(max_iters=800, eval_interval=100, eval_iters=10, batc
 CPU_STUDY_MODEL = replace(CPU_MODEL, n_layer=2, n_embd=64)
 CPU_STUDY_SCHEDULE = TrainConfig(max_iters=400, eval_interval=100, eval_iters=10, batch_size=32, learning_rate=6e-3,
                                  warmup_iters=40, decay_lr=True, grad_clip=1.0)
+# The same studies on the GPU, eighteen runs each (six variants, three seeds): a step of models this small costs
+# its kernel launches, about 1 ms plus 0.8 ms per layer (settings/gpu_plan.py), so two layers instead of four buy
+# the steps back; still four times the CPU study's width, twice its context and over six times its tokens.
+GPU_STUDY_MODEL = replace(LECTURE_MODEL, n_layer=2, n_head=4, n_embd=256, block_size=128, dropout=0.0, mlp="gelu")
+GPU_STUDY_SCHEDULE = replace(GPU_SCHEDULE, max_iters=400, eval_interval=200, eval_iters=20, warmup_iters=40)
 # Seconds, not results: every chapter executes end to end (the test suite).
 SMOKE_MODEL = GPTConfig(vocab_size=65, block_size=32, n_layer=1, n_head=2, n_embd=32, dropout=0.0, mlp="gelu")
 SMOKE_SCHEDULE = TrainConfig(max_iters=60, eval_interval=30, eval_iters=5, batch_size=16, learning_rate=3e-3,
