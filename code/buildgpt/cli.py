@@ -26,6 +26,7 @@ from .data.batches import TokenBatches, train_val_split
 from .data.prepared import PreparedCorpusError, prepare_corpus
 from .infer.calculator import Calculator, CalculatorInputError, accuracy_by_operation, calculator_meta
 from .infer.chat_session import ChatSession, run_repl
+from .infer.compiled_decode import WEIGHTS as COMPILED_WEIGHTS
 from .infer.compiled_decode import CompiledDecoder
 from .infer.export_hf import export_hf
 from .infer.generate import generate_stream
@@ -182,7 +183,7 @@ def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_
            top_p: float | None, seed: int | None, use_cache: bool, weights: str | None = None,
            compiled: bool = False) -> int:
     device = "cpu" if compiled or not torch.cuda.is_available() else "cuda"
-    if compiled and (top_k or top_p or not use_cache or (weights or "int8") not in ("int8", "fp32")):
+    if compiled and (top_k or top_p or not use_cache or (weights or "int8") not in COMPILED_WEIGHTS):
         raise ValueError("--compile samples with temperature only, from the cache, with int8 or fp32 weights: "
                          "drop --top-k, --top-p and --no-cache, or drop --compile")
     model, ckpt = load_model(path, device, "fp32") if compiled else sample_model(path, device, weights, use_cache)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from ..nn.model import GPT
 from .kv_cache import KVCache, forward_cached
-from .quantize import QuantizedLinear
+from .quantize import QuantizedLinear, replace_linears
 from .sampling import check_sampling_args
 
 WEIGHTS = ("int8", "fp32")
@@ -108,12 +108,8 @@ class CompiledDecoder:
         check_supported(model)
         if weights not in WEIGHTS:
             raise ValueError(f"the compiled decoder reads {' or '.join(WEIGHTS)} weights, not {weights!r}")
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        if weights == "int8":
-            for parent in list(self.model.modules()):
-                for name, child in parent.named_children():
-                    if isinstance(child, nn.Linear):
-                        setattr(parent, name, Int8MatVecLinear(child))
+        self.model = (replace_linears(model, Int8MatVecLinear) if weights == "int8"
+                      else copy.deepcopy(model).eval().requires_grad_(False))
         config = model.config
         self.window, self.head_size = config.block_size, config.n_embd // config.n_head
         device = next(model.parameters()).device

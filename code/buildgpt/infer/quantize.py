@@ -133,12 +133,20 @@ def quantize_model(model: nn.Module, format: str) -> nn.Module:
         raise ValueError(f"unknown weight format {format!r}; choose one of {', '.join(FORMATS)}")
     if done := {m.format for m in model.modules() if isinstance(m, QuantizedLinear)}:
         raise ValueError(f"the model is already quantized ({', '.join(sorted(done))}); quantize the float32 model")
-    small = copy.deepcopy(model).eval().requires_grad_(False)
-    for parent in list(small.modules()):
+    return replace_linears(model, lambda linear: QuantizedLinear(linear, format))
+
+
+def replace_linears(model: nn.Module, make) -> nn.Module:
+    """A frozen copy of `model` in eval mode, each nn.Linear replaced by `make(linear)`; the original is untouched.
+
+    Example: `replace_linears(model, lambda linear: QuantizedLinear(linear, "q8_0"))`.
+    """
+    copied = copy.deepcopy(model).eval().requires_grad_(False)
+    for parent in list(copied.modules()):
         for name, child in parent.named_children():
             if isinstance(child, nn.Linear):
-                setattr(parent, name, QuantizedLinear(child, format))
-    return small
+                setattr(parent, name, make(child))
+    return copied
 
 
 def weight_bytes(model: nn.Module) -> int:
