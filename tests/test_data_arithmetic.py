@@ -52,7 +52,11 @@ def test_documented_examples():
     assert plain.text(Problem(57, "+", 68)) == "57+68=11\n>125\n"
     assert plain.text(Problem(52, "-", 18)) == "52-18=01\n>34\n"
     assert plain.text(Problem(18, "-", 52)) == "18-52=-01\n>-34\n"
-    assert plain.text(Problem(1234, "*", 56)) == "1234*56=7404,7404\n61700,69104\n>69104\n"
+    assert plain.text(Problem(12, "*", 56)) == "12*56=0612,72,72\n0510,600,672\n>672\n"
+    assert plain.text(Problem(1234, "*", 56)) == "1234*56=06121824,7404,7404\n05101520,61700,69104\n>69104\n"
+    padded = ArithmeticFormat(reverse=False, width=2, trace=True)  # every number of the working at a fixed width
+    assert padded.text(Problem(12, "*", 56)) == "12*56=0612,0072,0072\n0510,0600,0672\n>0672\n"
+    assert padded.text(Problem(97, "/", 7)) == "97/07=009,1,007,02\n027,3,021,06\n>13,06\n"
     assert plain.text(Problem(123, "/", 5)) == "123/5=1,0,0,1\n12,2,10,2\n23,4,20,3\n>24,3\n"
 
 
@@ -117,7 +121,12 @@ def check_trace(p: Problem, fmt: ArithmeticFormat) -> None:
     elif p.op == "*":
         total = 0
         for i, step in enumerate(steps):
-            partial, running = (_read(s, r) for s in step.split(","))
+            pairs, *numbers = step.split(",")
+            chunks = [pairs[k:k + 2] for k in range(0, len(pairs), 2)]
+            products = [int(c[::-1] if r else c) for c in (chunks if r else chunks[::-1])]  # digit j of a first
+            assert products == [a // 10**j % 10 * (b // 10**i % 10) for j in range(len(products))]
+            assert a < 10 ** len(products)  # every digit of a has its product
+            partial, running = (_read(s, r) for s in numbers)
             assert partial == a * (b // 10**i % 10) * 10**i and running == total + partial
             total = running
         assert total == a * b and len(steps) >= len(str(b))
@@ -200,6 +209,13 @@ def test_sampled_operands_follow_the_digits():
     problems = sample_problems(2000, 4, OPS, torch.Generator().manual_seed(0), min_digits=2)
     lengths = {len(str(n)) for p in problems for n in (p.a, p.b)}
     assert lengths == {2, 3, 4} and {p.op for p in problems} == set(OPS)
+
+
+def test_an_operation_listed_twice_is_drawn_twice_as_often():
+    problems = ArithmeticBatches(ArithmeticFormat(width=2), 2, [Problem(1, "+", 1)], ("+", "/", "/")).problems(
+        "train", 6000, torch.Generator().manual_seed(0))
+    share = sum(p.op == "/" for p in problems) / len(problems)
+    assert abs(share - 2 / 3) < 0.02 and {p.op for p in problems} == {"+", "/"}
 
 
 def test_train_and_test_disjoint_on_the_batch_source():

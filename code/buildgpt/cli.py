@@ -120,7 +120,7 @@ def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, s
     settings = profile.settings("calculator")
     fmt = ArithmeticFormat(reverse=True, width=settings.digits, trace=settings.trace)
     held_out = held_out_problems(settings.n_test, settings.digits, OPS, seed=0)
-    batches = ArithmeticBatches(fmt, settings.digits, held_out, OPS, mask=True)
+    batches = ArithmeticBatches(fmt, settings.digits, held_out, settings.train_ops, mask=True)
     if batches.length > settings.run.model.block_size:
         raise ValueError(f"the longest problem has {batches.length} tokens; the model's block_size is "
                          f"{settings.run.model.block_size}")

@@ -21,10 +21,16 @@ Plain examples (reverse=False):
     -  the borrow of each column of larger - smaller,
        after a "-" when a < b:                             "52-18=01\\n>34\\n", "18-52=-01\\n>-34\\n"
     *  per digit of b, least significant first: the
-       shifted partial product, the running sum:           "1234*56=7404,7404\\n61700,69104\\n>69104\\n"
+       product of that digit with each digit of a (two
+       digits each), the shifted partial product, the
+       running sum:                  "12*56=0612,72,72\\n0510,600,672\\n>672\\n"
     /  per digit of a (long division): the number brought
        down, the quotient digit, its product with b, the
        remainder; the answer is quotient,remainder:        "123/5=1,0,0,1\\n12,2,10,2\\n23,4,20,3\\n>24,3\\n"
+
+With `width`, every number of the working and of the answer (but a difference) is zero-padded to
+a fixed number of digits too (a product's to 2 * width, a number brought down to width + 1), so
+each digit sits at the same position in every problem and the model finds it by position alone.
 """
 
 from __future__ import annotations
@@ -99,15 +105,21 @@ class ArithmeticFormat:
 
     def answer(self, p: Problem) -> str:
         """The answer as written, without the newline. Example: "-531" for 52-187 reversed."""
-        value = p.answer
+        value, pads = p.answer, self.answer_widths(p.op)
         if p.op == "/":
-            return f"{number(value[0], self.reverse)},{number(value[1], self.reverse)}"
-        pad = self.width + 1 if self.width is not None and p.op == "+" else 0
-        return number(value, self.reverse, pad)
+            return f"{number(value[0], self.reverse, pads[0])},{number(value[1], self.reverse, pads[1])}"
+        return number(value, self.reverse, pads[0])
+
+    def answer_widths(self, op: str) -> tuple[int, ...]:
+        """The digits each part of an `op` answer is padded to (0: not padded). Example: (4,) for "+" with width 3."""
+        w = self.width
+        if w is None or op == "-":
+            return (0, 0) if op == "/" else (0,)
+        return {"+": (w + 1,), "*": (2 * w,), "/": (w, w)}[op]
 
     def trace_lines(self, p: Problem) -> list[str]:
-        """The working, one string per line (no newlines). Example: ["7404,7404", "61700,69104"] for 1234*56."""
-        r = self.reverse
+        """The working, one string per line (no newlines). Example: ["0612,72,72", "0510,600,672"] for 12*56."""
+        r, w = self.reverse, self.width or 0
         columns = self.width or max(len(str(p.a)), len(str(p.b)))
 
         def digits(values: list[int]) -> str:  # computed least significant first
@@ -118,10 +130,17 @@ class ArithmeticFormat:
         if p.op == "-":
             return ["-" * (p.a < p.b) + digits(borrows(max(p.a, p.b), min(p.a, p.b), columns))]  # larger - smaller
         if p.op == "*":
-            return [f"{number(s, r)},{number(t, r)}" for s, t in multiplication_steps(p.a, p.b, self.width or len(str(p.b)))]
+            a_digits = [p.a // 10**j % 10 for j in range(max(w, len(str(p.a))))]  # least significant first
+            lines = []
+            for i, (partial, total) in enumerate(multiplication_steps(p.a, p.b, self.width or len(str(p.b)))):
+                pairs = [number(d * (p.b // 10**i % 10), r, 2) for d in a_digits]  # multiplication table entries
+                lines.append(f"{''.join(pairs if r else pairs[::-1])},{number(partial, r, 2 * w)},{number(total, r, 2 * w)}")
+            return lines
         if p.b == 0:
             raise ValueError("division by zero has no answer")
-        return [",".join(number(n, r) for n in step) for step in division_steps(p.a, p.b, self.width or len(str(p.a)))]
+        pads = (w + 1, 0, w + 1, w)  # brought down, quotient digit, its product, remainder (w 0: unpadded)
+        return [",".join(number(n, r, pad) for n, pad in zip(step, pads))
+                for step in division_steps(p.a, p.b, self.width or len(str(p.a)))]
 
     def completion(self, p: Problem) -> str:
         """What the model should write after the prompt, up to and including the final newline."""
@@ -136,7 +155,7 @@ class ArithmeticFormat:
         """The most characters a text with operands of up to `digits` digits can have. Example: 13 for "012+345=7530\\n"."""
         d = max(digits, self.width or 0)
         answer = {"+": d + 1, "-": d + 1, "*": 2 * d, "/": 2 * d + 1}
-        trace = {"+": d + 1, "-": d + 2, "*": d * (4 * d + 2), "/": d * (3 * d + 7)}  # lines with their newlines
+        trace = {"+": d + 1, "-": d + 2, "*": d * (6 * d + 3), "/": d * (3 * d + 7)}  # lines with their newlines
         return max(2 * d + 2 + answer[op] + 1 + (trace[op] + 1 if self.trace else 0) for op in ops)
 
     def parse(self, completion: str, op: str) -> int | tuple[int, int] | None:
@@ -156,8 +175,8 @@ class ArithmeticFormat:
         parts = line.split(",")
         if len(parts) != (2 if op == "/" else 1) or not all(_NUMBER.fullmatch(s) for s in parts):
             return None
-        if op == "+" and self.width is not None and len(parts[0]) != self.width + 1:
-            return None  # a fixed-width sum has exactly width + 1 digits: more is run-on
+        if any(pad and len(s) != pad for s, pad in zip(parts, self.answer_widths(op))):
+            return None  # a fixed-width answer has exactly its width of digits: more is run-on
         values = [int(s[0] + s[1:][::-1] if s[0] == "-" else s[::-1]) if self.reverse else int(s) for s in parts]
         return tuple(values) if op == "/" else values[0]
 
@@ -233,6 +252,7 @@ class ArithmeticBatches:
     "train" draws fresh problems each call, rejecting held-out ones; "val" draws from the held-out
     set. With `mask`, targets that are prompt characters are -100 too, so only the completion
     (predicted from the "=" on) is scored. Every batch has one length: `fmt.max_length(...) - 1`.
+    Training problems draw their operation uniformly from `ops`: list one twice to draw it twice as often.
     Example: `ArithmeticBatches(ArithmeticFormat(width=3), 3, held_out_problems(2000, 3)).batch("train", 64)`.
     """
 

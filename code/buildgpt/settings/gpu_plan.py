@@ -36,7 +36,7 @@ from dataclasses import replace
 
 import torch
 
-from ..data.arithmetic import OPS, ArithmeticFormat
+from ..data.arithmetic import ArithmeticFormat
 from ..nn.model import GPT
 from ..train import flops
 from ..train.loop import TrainConfig
@@ -107,8 +107,8 @@ def chapter_runs(chapter: str, settings) -> list[tuple[TrainingRun, int]]:
                            settings.length_digits)
         return [(adder, 4), (lengths, 5)]
     if chapter == "calculator":  # with the working and without (answer only): the same model, shorter windows
-        return [(windowed(settings.run, ArithmeticFormat(reverse=True, width=settings.digits, trace=trace), OPS,
-                          settings.digits), 1) for trace in (True, False)]
+        return [(windowed(settings.run, ArithmeticFormat(reverse=True, width=settings.digits, trace=trace),
+                          settings.train_ops, settings.digits), 1) for trace in (True, False)]
     if chapter == "pretrain":  # pretrain, finetune, and from scratch for the finetuning's and the whole budget
         whole = runs["scratch"]
         short = TrainingRun(whole.model, settings.scratch(settings.finetune.max_iters))

@@ -141,6 +141,8 @@ class CalculatorSettings:
     trace: bool  # write the working (carries, borrows, partial products, long division) first
     n_test: int  # held-out problems, all operations together
     min_accuracy: float | None  # per operation, asserted by the chapter (None: no claim)
+    train_ops: tuple[str, ...] = ("+", "-", "*", "/", "/")  # drawn uniformly: division, the hardest, twice as often
+    short_of_bar: tuple[str, ...] = ()  # operations this budget leaves below min_accuracy: shown, not asserted
 
     def runs(self) -> dict[str, TrainingRun]:
         return {"calculator": self.run}
