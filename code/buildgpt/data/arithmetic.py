@@ -129,13 +129,10 @@ class ArithmeticFormat:
             return [digits(carries(p.a, p.b, columns))]
         if p.op == "-":
             return ["-" * (p.a < p.b) + digits(borrows(max(p.a, p.b), min(p.a, p.b), columns))]  # larger - smaller
-        if p.op == "*":
-            a_digits = [p.a // 10**j % 10 for j in range(max(w, len(str(p.a))))]  # least significant first
-            lines = []
-            for i, (partial, total) in enumerate(multiplication_steps(p.a, p.b, self.width or len(str(p.b)))):
-                pairs = [number(d * (p.b // 10**i % 10), r, 2) for d in a_digits]  # multiplication table entries
-                lines.append(f"{''.join(pairs if r else pairs[::-1])},{number(partial, r, 2 * w)},{number(total, r, 2 * w)}")
-            return lines
+        if p.op == "*":  # each digit product is a multiplication table entry, two digits
+            steps = multiplication_steps(p.a, p.b, self.width or len(str(p.b)), max(w, len(str(p.a))))
+            return [f"{digits([number(n, r, 2) for n in products])},{number(partial, r, 2 * w)},{number(total, r, 2 * w)}"
+                    for products, partial, total in steps]
         if p.b == 0:
             raise ValueError("division by zero has no answer")
         pads = (w + 1, 0, w + 1, w)  # brought down, quotient digit, its product, remainder (w 0: unpadded)

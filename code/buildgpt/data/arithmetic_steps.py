@@ -29,13 +29,16 @@ def borrows(a: int, b: int, columns: int) -> list[int]:
     return out
 
 
-def multiplication_steps(a: int, b: int, columns: int) -> list[tuple[int, int]]:
-    """(partial product, running sum) per digit of b. Example: `multiplication_steps(12, 5, 1)` gives [(60, 60)]."""
+def multiplication_steps(a: int, b: int, columns: int, a_columns: int) -> list[tuple[list[int], int, int]]:
+    """Per digit of b (`columns` of them): its product with each of a's `a_columns` digits (least significant
+    first), the shifted partial product, the running sum. Example: `multiplication_steps(12, 5, 1, 2)` gives
+    [([10, 5], 60, 60)]."""
     steps, total = [], 0
     for i in range(columns):
-        partial = a * (b // 10**i % 10) * 10**i
+        digit = b // 10**i % 10
+        partial = a * digit * 10**i
         total += partial
-        steps.append((partial, total))
+        steps.append(([a // 10**j % 10 * digit for j in range(a_columns)], partial, total))
     return steps
 
 
