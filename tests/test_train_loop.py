@@ -3,6 +3,7 @@ accumulation, masked targets, token counts, gradient sync, batch sources and los
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
 
@@ -26,7 +27,7 @@ from buildgpt.train.loop import (
     set_gradient_sync,
     train,
 )
-from buildgpt.train.objectives import next_token_loss
+from buildgpt.train.objectives import next_token_loss, unpadded_loss
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 30
 CHARS = sorted(set(TEXT))
@@ -447,6 +448,27 @@ def test_masked_targets_do_not_count():
         other = y.clone()
         other[~keep] = (other[~keep] + 1) % len(CHARS)  # change only masked targets: same loss
         torch.testing.assert_close(next_token_loss(model, (x, other.masked_fill(~keep, IGNORE_INDEX))), expected)
+
+
+@pytest.mark.parametrize("min_saving", [0.0, 0.5, 0.99])  # every length its own group; some merged; one group
+def test_unpadded_loss_equals_the_padded_one(min_saving):
+    """Rows cut after their last scored target and run in groups give the padded batch's loss and gradients;
+    a row with nothing scored contributes nothing."""
+    x, y = random_batch(6, seed=8)
+    last = torch.tensor([BLOCK, 3, 5, 3, 1, 0])  # scored targets end here (0: none)
+    first = torch.tensor([0, 1, 0, 2, 0, 0])  # and start here: a masked prompt
+    columns = torch.arange(BLOCK)
+    masked = y.masked_fill((columns < first[:, None]) | (columns >= last[:, None]), IGNORE_INDEX)
+    grads = []
+    for loss_fn in (next_token_loss, functools.partial(unpadded_loss, min_saving=min_saving)):
+        model = fresh_model().eval()  # no dropout: both see the same network
+        loss = loss_fn(model, (x, masked))
+        loss.backward()
+        grads.append((loss.detach(), [p.grad for p in model.parameters()]))
+    (padded, padded_grads), (unpadded, unpadded_grads) = grads
+    torch.testing.assert_close(unpadded, padded)
+    for a, b in zip(padded_grads, unpadded_grads):
+        torch.testing.assert_close(b, a)
 
 
 def test_a_model_trained_on_one_unmasked_position_still_learns():

@@ -36,7 +36,7 @@ from .infer.quantize import FORMATS, quantize_model, save_quantized, weight_byte
 from .nn.model import GPT
 from .settings import profiles
 from .tokenizers.chars import CharTokenizer
-from .train import checkpoint, distributed
+from .train import checkpoint, distributed, objectives
 from .train.evaluate import split_loss
 from .train.loop import History, TrainConfig, TrainingDiverged, train
 
@@ -50,10 +50,10 @@ def run_config(schedule: TrainConfig, out_dir: str, resume: bool, max_iters: int
     return replace(config, **{k: v for k, v in (("max_iters", max_iters), ("seed", seed)) if v is not None})
 
 
-def train_or_exit_code(model: GPT, batches, config: TrainConfig, device: str, meta: dict) -> History | int:
+def train_or_exit_code(model: GPT, batches, config: TrainConfig, device: str, meta: dict, **kwargs) -> History | int:
     """Train; on Ctrl-C or a diverging loss, say what was kept and return the exit code instead of a history."""
     try:
-        return train(model, batches, config, device, meta=meta)
+        return train(model, batches, config, device, meta=meta, **kwargs)  # e.g. loss_fn
     except KeyboardInterrupt:
         print(f"\ninterrupted; the last checkpoint in {config.out_dir} is intact: continue with --resume",
               file=sys.stderr)
@@ -129,7 +129,8 @@ def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, s
     model = GPT(replace(settings.run.model, vocab_size=len(VOCAB)))
     print(f"calculator: {model.num_params() / 1e6:.2f}M parameters, operands of up to {settings.digits} digits, "
           f"{' '.join(OPS)}, seed {config.seed}, {profile.describe()}", file=sys.stderr)
-    history = train_or_exit_code(model, batches, config, profile.device, calculator_meta(fmt, settings.digits, OPS))
+    history = train_or_exit_code(model, batches, config, profile.device, calculator_meta(fmt, settings.digits, OPS),
+                                 loss_fn=objectives.unpadded_loss)  # the same loss, without running the padding
     if isinstance(history, int):
         return history
     best = f"{config.out_dir}/best.safetensors"
