@@ -67,10 +67,18 @@ def test_gumbel_max_samples_the_softmax():
     torch.testing.assert_close(frequencies, F.softmax(logits, -1), atol=4e-3, rtol=0)
 
 
-def test_int8_matvec_computes_the_quantized_layer():
+def test_int8_matvec_computes_the_quantized_layer_eagerly_and_compiled():
     linear = torch.nn.Linear(48, 24)
     x = torch.randn(3, 1, 48)
-    torch.testing.assert_close(Int8MatVecLinear(linear)(x), QuantizedLinear(linear, "int8")(x), atol=1e-5, rtol=1e-5)
+    layer, expected = Int8MatVecLinear(linear), QuantizedLinear(linear, "int8")
+    torch.testing.assert_close(torch.cat(layer.code_quarters(), dim=1), expected.codes.int())  # the packing is lossless
+    torch.testing.assert_close(layer(x), expected(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.compile(layer)(x), expected(x), atol=1e-5, rtol=1e-5)
+
+
+def test_int8_words_need_inputs_in_fours():
+    with pytest.raises(ValueError, match="four codes"):
+        Int8MatVecLinear(torch.nn.Linear(6, 4))
 
 
 def test_zero_new_tokens_gives_back_the_prompt(decoders):

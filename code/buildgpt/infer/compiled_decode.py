@@ -4,11 +4,11 @@ A cached decode step (`generate.py`) reads every weight once to make one token. 
 reads it launches about a hundred small operations, and it samples in Python. This decoder
 cuts all three costs:
 
-- Bytes. Each linear keeps `quantize.py`'s int8 weights (one scale per output row) and
-  multiplies as a sum of products, `(x * codes).sum(-1) * scale`. torch.compile turns that
-  into one loop that converts the int8 codes as it reads them: a quarter of float32's bytes,
-  and no float copy of the matrix is ever written (`F.linear` on the converted matrix would
-  write one first).
+- Bytes. Each linear keeps `quantize.py`'s int8 weights (one scale per output row), packed
+  four to a word, and multiplies as a sum of products, `(x * codes).sum(-1) * scale`.
+  torch.compile turns that into one loop that converts the codes as it reads them: a quarter
+  of float32's bytes, and no float copy of the matrix is ever written (`F.linear` on the
+  converted matrix would write one first).
 - Launches. Every step has the same shapes: each layer's keys and values live in a buffer of
   `block_size` slots, written in place at the step's position, and attention reads every slot
   through a mask that hides the ones not yet written. So the step compiles once, to C++.
@@ -42,15 +42,33 @@ WEIGHTS = ("int8", "fp32")
 
 
 class Int8MatVecLinear(QuantizedLinear):
-    """`QuantizedLinear`'s int8 weights, multiplied in the form torch.compile fuses with the conversion."""
+    """`QuantizedLinear`'s int8 weights, packed four to an int32 word, in the form torch.compile fuses.
+
+    Word j of row n holds, one per byte, the codes of columns j, j + in/4, j + in/2 and j + 3in/4,
+    so a compiled loop reads whole words, a full vector register at a time, and shifts each code
+    out with its sign. Read as single bytes, the same codes ran 2.7 times slower on a CPU without
+    AVX-512, whose compiled loop loads bytes eight at a time.
+    """
 
     def __init__(self, linear: nn.Linear):
         super().__init__(linear, "int8")
+        if self.shape[1] % 4:
+            raise ValueError(f"int8 words hold four codes; this layer has {self.shape[1]} inputs")
+        quarters = self.codes.to(torch.int32).chunk(4, dim=1)  # each (out, in/4)
+        del self.codes  # the words are the weights now
+        self.register_buffer("words", sum((q & 255) << (8 * i) for i, q in enumerate(quarters)))
+
+    def code_quarters(self) -> list[torch.Tensor]:
+        """The codes of each quarter of the columns, as integers: byte i of every word, sign-extended."""
+        return [(self.words << (24 - 8 * i)) >> 24 for i in range(4)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.compiler.is_compiling():  # eagerly (a prompt, many rows): convert once, then multiply
-            return super().forward(x)
-        y = (x.unsqueeze(-2) * self.codes.to(x.dtype)).sum(-1) * self.scales  # (..., out)
+            weight = torch.cat(self.code_quarters(), dim=1) * self.scales[:, None]
+            return F.linear(x, weight.to(x.dtype), self.bias)
+        quarters = x.unflatten(-1, (4, -1))  # (..., 4, in/4): quarter i meets byte i of the words
+        y = sum((quarters[..., i:i + 1, :] * codes.to(x.dtype)).sum(-1)
+                for i, codes in enumerate(self.code_quarters())) * self.scales  # (..., out)
         return y if self.bias is None else y + self.bias
 
 
