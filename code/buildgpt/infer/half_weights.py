@@ -11,11 +11,11 @@ only the weights are rounded, to float16's precision.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .quantize import replace_linears
 
 # Below this many rows a matrix multiply is bound by reading the weights (measured on a CPU:
 # float16 wins at 1-4 rows, ties at 8, loses from 16 on).
@@ -44,9 +44,4 @@ def with_half_weights(model: nn.Module) -> nn.Module:
     The original is untouched (training it later does not leave stale copies behind). The
     copy is in eval mode with gradients off.
     """
-    fast = copy.deepcopy(model).eval().requires_grad_(False)
-    for parent in list(fast.modules()):
-        for name, child in parent.named_children():
-            if isinstance(child, nn.Linear):
-                setattr(parent, name, HalfWeightLinear(child))
-    return fast
+    return replace_linears(model, HalfWeightLinear)
