@@ -450,8 +450,8 @@ def test_masked_targets_do_not_count():
         torch.testing.assert_close(next_token_loss(model, (x, other.masked_fill(~keep, IGNORE_INDEX))), expected)
 
 
-@pytest.mark.parametrize("min_saving", [0.0, 0.5, 0.99])  # every length its own group; some merged; one group
-def test_unpadded_loss_equals_the_padded_one(min_saving):
+@pytest.mark.parametrize("min_saving, min_batch_saving", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.99)])
+def test_unpadded_loss_equals_the_padded_one(min_saving, min_batch_saving):  # each length alone; 5 with 8; one run
     """Rows cut after their last scored target and run in groups give the padded batch's loss and gradients;
     a row with nothing scored contributes nothing."""
     x, y = random_batch(6, seed=8)
@@ -460,7 +460,8 @@ def test_unpadded_loss_equals_the_padded_one(min_saving):
     columns = torch.arange(BLOCK)
     masked = y.masked_fill((columns < first[:, None]) | (columns >= last[:, None]), IGNORE_INDEX)
     grads = []
-    for loss_fn in (next_token_loss, functools.partial(unpadded_loss, min_saving=min_saving)):
+    for loss_fn in (next_token_loss, functools.partial(unpadded_loss, min_saving=min_saving,
+                                                                min_batch_saving=min_batch_saving)):
         model = fresh_model().eval()  # no dropout: both see the same network
         loss = loss_fn(model, (x, masked))
         loss.backward()
