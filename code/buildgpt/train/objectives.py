@@ -54,7 +54,8 @@ def unpadded_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], min_s
     length gets a group of its own only when that saves at least `min_saving` of its rows' length,
     and the batch is split at all only when that saves `min_batch_saving` of all its positions,
     since every extra run costs time too (split to save 2-6%, the calculator's answer-only batches
-    ran slower than padded; its traced ones save 18-34%). Worth it when lengths differ a lot, as exercise 2's additions and multiplications do. Example: `unpadded_loss(model, ArithmeticBatches(...).batch("train", 64))`.
+    ran slower than padded; its traced ones save 18-34%).
+    Example: `unpadded_loss(model, ArithmeticBatches(...).batch("train", 64))`.
     """
     x, y = batch
     lengths, counts = scored_lengths(y), (y != IGNORE_INDEX).sum(1)
