@@ -53,7 +53,7 @@ CHAPTER_S = 10.0  # a kernel's start, imports, data, figures and samples
 # the distributed chapter's exact and timed steps are 2 CPU processes under every profile, the efficiency chapter
 # compiles its CPU decoder and times three decoders on the CPU (30 s), the rest is timing kernels and decoding
 # held-out problems or requests in batches.
-OTHER_WORK_S = {"tokenizer": 65.0, "distributed": 45.0, "efficiency": 60.0, "assistant": 30.0, "bits_per_byte": 15.0,
+OTHER_WORK_S = {"tokenizer": 35.0, "distributed": 45.0, "efficiency": 60.0, "assistant": 30.0, "bits_per_byte": 15.0,
                 "batched_heads": 10.0, "addition": 10.0, "calculator": 10.0}
 OTHER_PAGES = ("intro", "nanogpt")  # pages of _toc.yml with code but no settings: each a CHAPTER_S, at most
 BUDGET_MINUTES = 8.0  # the whole gpu book (DESIGN.md)
