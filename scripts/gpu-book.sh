@@ -13,6 +13,7 @@
 # the HTML book from the archive and turns gpu.json into results/gpu.json.
 #
 # Where the tree has no .git, GPU_BOOK_COMMIT=<hash> names the commit for the results' label.
+# GPU_BOOK_JOBS=N runs N chapters at once (default: buildgpt.settings.gpu_plan.JOBS).
 # For a dry run on a CPU machine: GPU_BOOK_PROFILE=smoke (or cpu) runs the same path, and
 # GPU_BOOK_INSTALL=0 with PYTHON=.venv/bin/python uses an environment that has the packages.
 set -euo pipefail
@@ -51,7 +52,8 @@ main() {
              "\`make gpu-bundle\` here and carry gpu-bundle/, or set BUILDGPT_DATA_MIRROR" >&2
         return 4
     fi
-    PYTHONUNBUFFERED=1 "$python" scripts/gpu_book.py run "$out" --profile "$profile" ${GPU_BOOK_CHAPTERS:+--chapters $GPU_BOOK_CHAPTERS}
+    PYTHONUNBUFFERED=1 "$python" scripts/gpu_book.py run "$out" --profile "$profile" ${GPU_BOOK_CHAPTERS:+--chapters $GPU_BOOK_CHAPTERS} \
+        ${GPU_BOOK_JOBS:+--jobs $GPU_BOOK_JOBS}
 }
 
 main 2>&1 | tee "$out/gpu-book.log"

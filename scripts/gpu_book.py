@@ -5,7 +5,10 @@ scripts/gpu-book.sh calls it on the GPU machine once the wheels are installed; t
 on the CPU under `smoke`. scripts/gpu_html.py turns its archive into the HTML book here.
 
     python scripts/gpu_book.py check-wheels WHEELS REQUIREMENTS
-    python scripts/gpu_book.py run OUTDIR [--profile gpu] [--chapters book/01-bigram ...] [--minutes 9]
+    python scripts/gpu_book.py run OUTDIR [--profile gpu] [--chapters book/01-bigram ...] [--minutes 9] [--jobs 4]
+
+Chapters that time the GPU itself run first, alone; the rest run `--jobs` at a time, longest planned
+first, each kernel with its share of the cores (buildgpt.settings.gpu_plan explains why and plans it).
 
 `run` writes into OUTDIR, after every chapter so that a run cut short still leaves its files:
   gpu-book.tar.gz  manifest.json and book/<chapter>.ipynb, each executed notebook with its outputs
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -77,14 +81,28 @@ def chapter_source(chapter: str) -> Path:
 SETTINGS_CALL = re.compile(r'settings\("(\w+)"\)')
 
 
+def settings_name(chapter: str) -> str | None:
+    """The settings a page names first, e.g. "gpt" for `settings("gpt")` (None for a page without: the intro)."""
+    named = SETTINGS_CALL.search(chapter_source(chapter).read_text())
+    return named[1] if named else None
+
+
 def planned_minutes(chapter: str) -> float | None:
-    """The H100 minutes `gpu_plan` plans for the settings a page names first, e.g. `settings("gpt")`
-    (None for a page without settings: the intro, the references)."""
+    """The H100 minutes `gpu_plan` plans for a page's settings (None for a page without settings)."""
     from buildgpt.settings import gpu_plan
     from buildgpt.settings.chapters import settings_for
 
-    named = SETTINGS_CALL.search(chapter_source(chapter).read_text())
-    return round(gpu_plan.chapter_minutes(named[1], settings_for(named[1], "gpu")), 2) if named else None
+    name = settings_name(chapter)
+    return round(gpu_plan.chapter_minutes(name, settings_for(name, "gpu")), 2) if name else None
+
+
+def schedule(chapters: list[str]) -> tuple[list[str], list[str]]:
+    """The pages to run first, alone (`gpu_plan.ALONE`), and the rest, longest planned first, as the plan counts."""
+    from buildgpt.settings import gpu_plan
+
+    alone = [c for c in chapters if settings_name(c) in gpu_plan.ALONE]
+    rest = [c for c in chapters if c not in alone]
+    return alone, sorted(rest, key=lambda c: planned_minutes(c) or 0.0, reverse=True)
 
 
 def git_commit() -> str:
@@ -163,8 +181,9 @@ def glued_numbers(notebook) -> dict[str, float | int]:
     return numbers
 
 
-def execute(chapter: str, cell_timeout: int, deadline: float):
-    """Run one chapter in a fresh kernel (working directory book/, as Jupyter Book runs it).
+def execute(chapter: str, cell_timeout: int, deadline: float, env: dict[str, str] | None = None):
+    """Run one chapter in a fresh kernel (working directory book/, as Jupyter Book runs it), with `env`
+    (default: this process's environment).
 
     Returns the notebook, executed as far as it went, and its entry for the summary.
     """
@@ -191,7 +210,7 @@ def execute(chapter: str, cell_timeout: int, deadline: float):
         return notebook, {**entry, "status": "failed", "error": "not started: the run's time was up",
                           "minutes": 0.0, "numbers": {}}
     try:
-        client.execute()
+        client.execute(env=env or dict(os.environ))
     except CellExecutionError as error:
         entry.update(status="failed", error=f"{error.ename}: {error.evalue}")
     except Exception as error:  # a cell timeout, a dead kernel, the run's deadline
@@ -230,10 +249,13 @@ def write_json(path: Path, data: dict) -> None:
     partial.replace(path)
 
 
-def run(out: Path, profile: str, chapters: list[str], minutes: float) -> int:
+def run(out: Path, profile: str, chapters: list[str], minutes: float, jobs: int | None = None) -> int:
     if missing := missing_modules():
         print("error: before any chapter, these do not import: " + "; ".join(missing), file=sys.stderr)
         return 2
+    from buildgpt.settings.gpu_plan import JOBS
+
+    jobs = jobs or JOBS
     os.environ["BUILDGPT_PROFILE"] = profile  # every kernel inherits it
     import torch
 
@@ -241,9 +263,11 @@ def run(out: Path, profile: str, chapters: list[str], minutes: float) -> int:
     from buildgpt.viz import gpu_results
 
     active = current()  # refuses `gpu` without CUDA, before any chapter runs
-    deadline = time.monotonic() + minutes * 60
+    start = time.monotonic()
+    deadline = start + minutes * 60
     stamp = {"profile": profile, "commit": git_commit(), "fingerprint": source_fingerprint(chapters),
-             "device": active.describe(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+             "device": active.describe(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "jobs": jobs}
     summary = {**stamp, "chapters": []}
     notebooks = {}
     out.mkdir(parents=True, exist_ok=True)
@@ -251,21 +275,33 @@ def run(out: Path, profile: str, chapters: list[str], minutes: float) -> int:
     gpu = torch.cuda.get_device_name() if active.device == "cuda" else "CPU (a dry run)"
     write_json(out / RESULTS, {"run": {"gpu": gpu, **stamp}})
     os.environ[gpu_results.ENV_VAR] = str(out / RESULTS)
-    print(f"gpu book: {len(chapters)} chapters under {active.describe()}, at most {minutes:g} minutes", flush=True)
-    for chapter in chapters:
-        notebook, entry = execute(chapter, CELL_TIMEOUT[profile], deadline)
+    print(f"gpu book: {len(chapters)} chapters under {active.describe()}, {jobs} at a time, "
+          f"at most {minutes:g} minutes", flush=True)
+
+    def finished(chapter: str, notebook, entry: dict) -> None:
+        """Record one chapter, and rewrite the archive and the summary (in the given order) with it."""
         entry["planned_minutes"] = planned_minutes(chapter)
         notebook.metadata["buildgpt"] = {**stamp, "status": entry["status"]}
         notebooks[chapter] = notebook
-        summary["chapters"].append(entry)
+        summary["chapters"] = sorted([*summary["chapters"], entry], key=lambda c: chapters.index(c["chapter"]))
         where = f" at cell {entry['cell']}" if "cell" in entry else ""
         failure = "" if entry["status"] == "ok" else f"{where}: {entry['error']}"
         planned = f" (planned {entry['planned_minutes']:.2f})" if entry["planned_minutes"] is not None else ""
         print(f"{chapter}: {entry['status']} in {entry['minutes']:.2f} min{planned}{failure}", flush=True)
-        summary["minutes"] = round(sum(c["minutes"] for c in summary["chapters"]), 3)
+        summary["minutes"] = round((time.monotonic() - start) / 60, 3)  # the run's, start to this file
         manifest = {**stamp, "chapters": {c["chapter"]: c["status"] for c in summary["chapters"]}}
         summary["archive_mb"] = round(write_archive(out / ARCHIVE, manifest, notebooks, out / RESULTS), 2)
         write_json(out / SUMMARY, summary)
+
+    alone, together = schedule(chapters)
+    for chapter in alone:  # every core, and the GPU to itself
+        finished(chapter, *execute(chapter, CELL_TIMEOUT[profile], deadline))
+    shared = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each thread waits on its own kernel process
+        running = {pool.submit(execute, chapter, CELL_TIMEOUT[profile], deadline, shared): chapter
+                   for chapter in together}
+        for future in as_completed(running):
+            finished(running[future], *future.result())
     failed = [c["chapter"] for c in summary["chapters"] if c["status"] != "ok"]
     print(f"gpu book: {len(chapters) - len(failed)} of {len(chapters)} chapters ran, "
           f"{summary['minutes']:.2f} min; archive {summary['archive_mb']} MB", flush=True)
@@ -289,6 +325,7 @@ def main(argv=None) -> int:
     book.add_argument("--chapters", nargs="+", help="pages as in _toc.yml (default: all of them)")
     book.add_argument("--minutes", type=float, default=8.5,
                       help="stop starting cells after this long (the GPU machine allows 10 minutes a command)")
+    book.add_argument("--jobs", type=int, help="chapters at once, besides those run alone (default: the gpu plan's)")
     args = parser.parse_args(argv)
     if args.command == "check-wheels":
         if problems := check_wheels(args.folder, args.requirements):
@@ -297,7 +334,7 @@ def main(argv=None) -> int:
             return 2
         print(f"wheels: all {args.requirements.name} pins found in {args.folder}")
         return 0
-    return run(args.out, args.profile, args.chapters or toc_chapters(), args.minutes)
+    return run(args.out, args.profile, args.chapters or toc_chapters(), args.minutes, args.jobs)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ kernelspec:
 # Broken
 
 ```{code-cell} ipython3
-print("fine")
+import os
+print("threads", os.environ.get("OMP_NUM_THREADS"))
 ```
 
 ```{code-cell} ipython3
@@ -61,14 +62,14 @@ def make_archive(path: Path, manifest: dict, notebooks: dict[str, str]) -> Path:
 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
-    """The whole command under smoke: chapters 1 and 3, then a chapter whose second cell raises."""
+    """The whole command under smoke: chapters 1 and 3, then a chapter whose second cell raises, 2 at a time."""
     if not os.environ.get("BUILDGPT_DATA_MIRROR"):
         pytest.skip("BUILDGPT_DATA_MIRROR is not set")
     tmp = tmp_path_factory.mktemp("gpu-book")
     (tmp / "broken.md").write_text(BROKEN)
     out = tmp / "out"
     chapters = f"book/01-bigram book/03-gpt {tmp / 'broken'}"
-    result = gpu_book_sh(out, GPU_BOOK_PROFILE="smoke", GPU_BOOK_CHAPTERS=chapters)
+    result = gpu_book_sh(out, GPU_BOOK_PROFILE="smoke", GPU_BOOK_CHAPTERS=chapters, GPU_BOOK_JOBS="2")
     return result, out, tmp / "broken"
 
 
@@ -133,8 +134,24 @@ def test_dry_run_records_each_chapter(dry_run):
     assert failed == {**failed, "chapter": str(broken), "status": "failed", "cell": 2,
                       "cell_first_line": 'raise RuntimeError("this cell fails")',
                       "error": "RuntimeError: this cell fails"}
+    assert summary["jobs"] == 2 and summary["minutes"] > 0
     log = (out / "gpu-book.log").read_text()
     assert "book/01-bigram: ok in" in log and "(planned " in log and "failed in" in log and "at cell 2: RuntimeError" in log
+
+
+def test_chapters_run_together_share_the_cores(dry_run):
+    _, out, broken = dry_run
+    _, notebooks = gpu_html.read_archive(out / gpu_book.ARCHIVE)
+    first = nbformat.reads(notebooks[str(broken)].decode(), as_version=4).cells[1]
+    assert first.outputs[0]["text"] == f"threads {max(1, (os.cpu_count() or 1) // 2)}\n"
+
+
+def test_the_chapters_that_time_the_gpu_run_first_and_the_rest_longest_first():
+    chapters = gpu_book.toc_chapters()
+    alone, together = gpu_book.schedule(chapters)
+    assert alone == ["book/fast"] and sorted(alone + together) == sorted(chapters)
+    planned = [gpu_book.planned_minutes(c) or 0.0 for c in together]
+    assert planned == sorted(planned, reverse=True) and planned[-1] == 0.0  # the intro and nanoGPT pages: no settings
 
 
 def test_dry_run_archive_holds_the_executed_notebooks(dry_run):

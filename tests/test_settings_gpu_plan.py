@@ -83,8 +83,34 @@ def test_the_bigram_and_exercise_3s_own_evaluations_are_counted():
 
 
 def test_the_plan_covers_the_table_and_prints_its_total(capsys):
-    assert set(gpu_plan.planned_minutes()) == set(SETTINGS)
+    planned = gpu_plan.planned_minutes()
+    assert set(planned) == set(SETTINGS)
     pages = len(gpu_plan.OTHER_PAGES) * gpu_plan.CHAPTER_S / 60
-    assert gpu_plan.total_minutes() == pytest.approx(sum(gpu_plan.planned_minutes().values()) + pages)
+    assert gpu_plan.total_minutes(jobs=1) == pytest.approx(sum(planned.values()) + pages)  # one after another
+    scheduled, arithmetic = gpu_plan.together_bounds()
+    alone = sum(planned[chapter] for chapter in gpu_plan.ALONE)
+    assert gpu_plan.total_minutes() == pytest.approx(alone + max(scheduled, arithmetic))
+    assert max(planned.values()) <= scheduled < gpu_plan.total_minutes(jobs=1)
     gpu_plan.main()
     assert "on one H100 (planned;" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_the_gpu_book_is_planned_within_its_budget():
+    assert gpu_plan.total_minutes() <= gpu_plan.BUDGET_MINUTES
+
+
+def test_longest_first_starts_each_chapter_on_the_first_kernel_free():
+    assert gpu_plan.longest_first({"a": 3, "b": 2, "c": 2}, jobs=2) == 4
+    assert gpu_plan.longest_first({"a": 3, "b": 2, "c": 2}, jobs=1) == 7
+    assert gpu_plan.longest_first({"a": 3, "b": 2}, jobs=4) == 3
+
+
+def test_the_gpu_is_busy_with_arithmetic_not_with_launches():
+    """A small model's steps cost the launch floor, but keep the GPU busy only for their arithmetic; the lecture
+    model's steps are all arithmetic."""
+    for chapter, small in (("positions", True), ("pretrain", False)):
+        settings = settings_for(chapter, "gpu")
+        training = sum(gpu_plan.run_seconds(r, n) for r, n in gpu_plan.chapter_runs(chapter, settings))
+        own = sum(gpu_plan.step_seconds(r) * b / 3 for r, b in gpu_plan.own_evaluations(chapter, settings))
+        busy = gpu_plan.gpu_seconds(chapter, settings)
+        assert busy < training if small else busy == pytest.approx(training + own)

@@ -43,8 +43,14 @@ def test_the_box_shows_the_run_with_its_origin(tmp_path):
     assert "Measured on one NVIDIA H100 80GB HBM3 by `scripts/gpu-book.sh` at commit 0123abcd4567" in text
     for shown in ("10,788,929 parameters", "5,000 steps", "3.2 minutes", "**1.470**", "**1.471**", "ROMEO:\nSoft!"):
         assert shown in text
+    assert "sharing the GPU" not in text  # a run of one chapter at a time
     figure = gpu_results.curve(results, CPU)
     assert [list(trace.y) for trace in figure.data] == [GPT["train"], GPT["val"]]
+
+
+def test_the_box_says_when_other_chapters_shared_the_gpu():
+    text = gpu_results.box({"run": {**RUN, "jobs": 4}, "gpt": GPT}, CPU)
+    assert "3.2 minutes, with up to 3 other chapters sharing the GPU, on 2026-11-26" in text
 
 
 def test_on_the_gpu_the_page_is_its_own_result():

@@ -23,11 +23,17 @@ floor: it has no layers), evaluations a chapter runs itself, and the work of `OT
 pages that train nothing (`OTHER_PAGES`) still start a kernel and import the package.
 Example: `round(total_minutes(), 1)` is the whole book's planned minutes.
 
-Counted this way the book does not fit the budget: the work besides training (`CHAPTER_S`,
-`OTHER_WORK_S`, `OTHER_PAGES`) is about 6 minutes by itself, and the full-size runs the book
-promises (chapter 3's lecture model, exercise 2's ten-digit adder in its four formats, exercise
-3's pretraining, finetuning and its two routes from scratch) about 4 more, before any study. The
-studies are sized small for that reason; what the first GPU run measures decides the rest.
+One chapter after another the book does not fit the budget: the work besides training (`CHAPTER_S`,
+`OTHER_WORK_S`, `OTHER_PAGES`) is about 6 minutes by itself, and training about 7 more, most of it
+the full-size runs the book promises (chapter 3's lecture model, exercise 2's ten-digit adder in its
+four formats, exercise 3's pretraining, finetuning and its two routes from scratch). But much of that leaves
+the GPU idle: the work besides training runs on the CPU, and a small model's step waits on kernel
+launches. So scripts/gpu_book.py executes `JOBS` chapters at once, each kernel on its share of the
+machine's cores, after the chapters that time the GPU itself (`ALONE`) have run with nothing beside
+them. Without MPS the GPU runs one process's kernels at a time, so the plan counts the arithmetic of
+the chapters run together one after another (`gpu_seconds`): the book takes the `ALONE` chapters'
+minutes, plus the longer of that arithmetic and the `longest_first` schedule of the rest on `JOBS`
+kernels. What the first GPU run measures decides how close these estimates are.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ OTHER_WORK_S = {"tokenizer": 35.0, "distributed": 45.0, "efficiency": 60.0, "ass
                 "batched_heads": 10.0, "addition": 10.0, "calculator": 10.0}
 OTHER_PAGES = ("intro", "nanogpt")  # pages of _toc.yml with code but no settings: each a CHAPTER_S, at most
 BUDGET_MINUTES = 8.0  # the whole gpu book (DESIGN.md)
+JOBS = 4  # chapters the gpu book executes at once: the GPU machine's 16 cores, 4 for each chapter's kernel
+ALONE = ("efficiency",)  # chapters that time the GPU itself (attention kernels, compiling, MFU): run first, alone
 
 
 def flops_per_token(run: TrainingRun) -> float:
@@ -65,12 +73,16 @@ def flops_per_token(run: TrainingRun) -> float:
         return flops.flops_per_token(GPT(run.model))
 
 
-def step_seconds(run: TrainingRun) -> float:
-    """One training step (forward, backward, update) of `run` on one H100."""
+def arithmetic_seconds(run: TrainingRun) -> float:
+    """The GPU's busy time in one training step of `run` on one H100: its arithmetic, launches aside."""
     tokens = run.train.batch_size * run.train.grad_accum_steps * run.model.block_size
+    return tokens * flops_per_token(run) / H100_FLOPS * (1.0 if run.train.compile is not False else EAGER_SLOWDOWN)
+
+
+def step_seconds(run: TrainingRun) -> float:
+    """One training step (forward, backward, update) of `run` on one H100: its arithmetic or its launch floor."""
     floor = STEP_FLOOR_S + LAYER_FLOOR_S * run.model.n_layer
-    arithmetic = tokens * flops_per_token(run) / H100_FLOPS * (1.0 if run.train.compile is not False else EAGER_SLOWDOWN)
-    return max(arithmetic, floor * run.train.grad_accum_steps)
+    return max(arithmetic_seconds(run), floor * run.train.grad_accum_steps)
 
 
 def evaluations(train: TrainConfig) -> int:
@@ -78,10 +90,14 @@ def evaluations(train: TrainConfig) -> int:
     return train.max_iters // train.eval_interval + 1 + (train.max_iters % train.eval_interval > 0)
 
 
+def steps(run: TrainingRun) -> float:
+    """`run`'s training steps, and its evaluation batches counted as a third of a step each."""
+    return run.train.max_iters + evaluations(run.train) * 2 * run.train.eval_iters / 3
+
+
 def run_seconds(run: TrainingRun, count: int = 1) -> float:
-    """`count` trainings of `run`, evaluations included (a third of a step per evaluation batch), compiling not."""
-    forward_batches = evaluations(run.train) * 2 * run.train.eval_iters
-    return count * step_seconds(run) * (run.train.max_iters + forward_batches / 3)
+    """`count` trainings of `run`, evaluations included, compiling not."""
+    return count * step_seconds(run) * steps(run)
 
 
 def windowed(run: TrainingRun, fmt: ArithmeticFormat, ops: tuple[str, ...], digits: int) -> TrainingRun:
@@ -131,11 +147,22 @@ def other_seconds(chapter: str, settings) -> float:
     if chapter == "bigram":  # an embedding table: its step costs the floor, without layers
         t = settings.train
         seconds += STEP_FLOOR_S * (t.max_iters + evaluations(t) * 2 * t.eval_iters / 3)
-    if chapter == "pretrain":
-        t = settings.pretrain
-        batches = evaluations(t) * t.eval_iters + 2 * 2 * t.eval_iters
-        seconds += step_seconds(TrainingRun(settings.model, t)) * batches / 3
-    return seconds
+    return seconds + sum(step_seconds(run) * batches / 3 for run, batches in own_evaluations(chapter, settings))
+
+
+def own_evaluations(chapter: str, settings) -> list[tuple[TrainingRun, int]]:
+    """The forward batches `chapter` evaluates itself, outside `loop.train`, each with the run whose model does:
+    exercise 3's Shakespeare val loss at each pretraining evaluation, then the novels' for two models."""
+    if chapter != "pretrain":
+        return []
+    t = settings.pretrain
+    return [(TrainingRun(settings.model, t), evaluations(t) * t.eval_iters + 2 * 2 * t.eval_iters)]
+
+
+def gpu_seconds(chapter: str, settings) -> float:
+    """The seconds `chapter` keeps the GPU busy: the arithmetic of its runs and its own evaluations."""
+    training = sum(count * arithmetic_seconds(run) * steps(run) for run, count in chapter_runs(chapter, settings))
+    return training + sum(arithmetic_seconds(run) * batches / 3 for run, batches in own_evaluations(chapter, settings))
 
 
 def chapter_minutes(chapter: str, settings) -> float:
@@ -151,9 +178,28 @@ def planned_minutes(profile: str = "gpu") -> dict[str, float]:
     return {chapter: chapter_minutes(chapter, by_profile[profile]) for chapter, by_profile in SETTINGS.items()}
 
 
-def total_minutes(profile: str = "gpu") -> float:
-    """The whole book's planned minutes: every chapter's, and the pages that train nothing."""
-    return sum(planned_minutes(profile).values()) + len(OTHER_PAGES) * CHAPTER_S / 60
+def longest_first(minutes: dict[str, float], jobs: int) -> float:
+    """How long `jobs` kernels take over chapters of these `minutes`, each started, longest first, on the first
+    kernel free. Example: `longest_first({"a": 3, "b": 2, "c": 2}, jobs=2) == 4`."""
+    kernels = [0.0] * jobs
+    for planned in sorted(minutes.values(), reverse=True):
+        kernels[kernels.index(min(kernels))] += planned
+    return max(kernels)
+
+
+def together_bounds(profile: str = "gpu", jobs: int = JOBS) -> tuple[float, float]:
+    """The minutes of the chapters run together (all but `ALONE`, the pages that train nothing included) on `jobs`
+    kernels, and the minutes of their arithmetic on the GPU, one after another: the book takes the longer."""
+    together = {c: m for c, m in planned_minutes(profile).items() if c not in ALONE}
+    pages = {page: CHAPTER_S / 60 for page in OTHER_PAGES}
+    arithmetic = sum(gpu_seconds(chapter, SETTINGS[chapter][profile]) for chapter in together) / 60
+    return longest_first(together | pages, jobs), arithmetic
+
+
+def total_minutes(profile: str = "gpu", jobs: int = JOBS) -> float:
+    """The whole book's planned minutes: the `ALONE` chapters, then the rest `jobs` at a time."""
+    alone = sum(planned_minutes(profile)[chapter] for chapter in ALONE)
+    return alone + max(together_bounds(profile, jobs))
 
 
 def main() -> None:
@@ -162,6 +208,10 @@ def main() -> None:
     for chapter, planned in minutes.items():
         print(f"{chapter:>15} {planned:5.2f} min")
     print(f"{'other pages':>15} {len(OTHER_PAGES) * CHAPTER_S / 60:5.2f} min ({', '.join(OTHER_PAGES)}: no training)")
+    print(f"{'one by one':>15} {total_minutes(jobs=1):5.2f} min")
+    scheduled, arithmetic = together_bounds()
+    print(f"{'together':>15} {scheduled:5.2f} min on {JOBS} kernels, besides {', '.join(ALONE)} (first, alone); "
+          f"{arithmetic:.2f} min of their arithmetic on the GPU")
     total = total_minutes()
     verdict = "within" if total <= BUDGET_MINUTES else f"{total - BUDGET_MINUTES:.1f} min over"
     print(f"{'all':>15} {total:5.2f} min on one H100 (planned; {verdict} the {BUDGET_MINUTES:g}-minute budget)")

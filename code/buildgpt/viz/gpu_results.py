@@ -53,8 +53,9 @@ def box(results: dict | None, profile: Profile) -> str:
         return _admonition("Measured on a GPU: no run yet", body)
     stamp = results["run"]
     title = f"Measured on one {stamp['gpu']} by `scripts/gpu-book.sh` at commit {stamp['commit']}"
+    shared = f", with up to {stamp['jobs'] - 1} other chapters sharing the GPU," if stamp.get("jobs", 1) > 1 else ""
     body = (f"The lecture's model ({gpt['params']:,} parameters) trained for {gpt['steps'][-1]:,} steps in "
-            f"{gpt['minutes']:.1f} minutes on {stamp['date'][:10]}. Its best validation loss was "
+            f"{gpt['minutes']:.1f} minutes{shared} on {stamp['date'][:10]}. Its best validation loss was "
             f"**{gpt['best_val']:.3f}**, and over the whole validation split **{gpt['full_val']:.3f}**; "
             f"the curve is below the box. Its sample:\n\n```text\n{gpt['sample']}\n```")
     return _admonition(title, body)
