@@ -46,7 +46,7 @@ def main() -> None:
         fmt = ArithmeticFormat(reverse=True, width=settings.digits, trace=trace)
         batches = ArithmeticBatches(fmt, settings.digits, held_out, settings.train_ops)
         x, y = batches.batch("train", 1024, torch.Generator().manual_seed(0))
-        padding = 1 - objectives.scored_lengths(y).sum().item() / y.numel()
+        padding = objectives.padding_share(y)
         model = GPT(replace(settings.run.model, vocab_size=len(VOCAB)))
         with torch.no_grad():
             torch.testing.assert_close(objectives.unpadded_loss(model, (x, y)), objectives.next_token_loss(model, (x, y)))

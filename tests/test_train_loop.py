@@ -27,7 +27,7 @@ from buildgpt.train.loop import (
     set_gradient_sync,
     train,
 )
-from buildgpt.train.objectives import next_token_loss, unpadded_loss
+from buildgpt.train.objectives import next_token_loss, padding_share, unpadded_loss
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 30
 CHARS = sorted(set(TEXT))
@@ -470,6 +470,18 @@ def test_unpadded_loss_equals_the_padded_one(min_saving, min_batch_saving):  # e
     torch.testing.assert_close(unpadded, padded)
     for a, b in zip(padded_grads, unpadded_grads):
         torch.testing.assert_close(b, a)
+
+
+def test_padding_share_counts_what_follows_each_rows_last_scored_target():
+    y = torch.tensor([[5, 6, IGNORE_INDEX, IGNORE_INDEX], [IGNORE_INDEX, 7, IGNORE_INDEX, 8],
+                      [IGNORE_INDEX] * 4])
+    assert padding_share(y) == pytest.approx(1 - (2 + 4 + 0) / 12)
+
+
+def test_unpadded_loss_refuses_a_batch_with_nothing_scored():
+    x, y = random_batch(3, seed=9)
+    with pytest.raises(ValueError, match="no scored target.*Check the batch source's masks"):
+        unpadded_loss(fresh_model(), (x, torch.full_like(y, IGNORE_INDEX)))
 
 
 def test_a_model_trained_on_one_unmasked_position_still_learns():

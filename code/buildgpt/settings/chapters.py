@@ -86,7 +86,7 @@ SETTINGS: dict[str, dict[str, object]] = {
     # Positional encodings: every scheme, same budget and seeds; then longer evaluation windows.
     "positions": {
         "smoke": replace(_smoke_study, eval_multiples=(1, 2, 4), extrapolation_tokens=2000),
-        # Three seeds (Student's t at two seeds is 12.7) and the paper's sinusoidal form, paid for with 60% fewer steps.
+        # Three seeds (Student's t at two seeds is 12.7) and the paper's sinusoidal form, paid for with fewer steps.
         "cpu": StudySettings(CPU_STUDY_MODEL, replace(CPU_STUDY_SCHEDULE, max_iters=160, eval_interval=80,
                                                       warmup_iters=16),
                              seeds=(0, 1, 2), eval_multiples=(1, 2, 4), extrapolation_tokens=20000),

@@ -45,6 +45,14 @@ def scored_lengths(y: torch.Tensor) -> torch.Tensor:
     return torch.where(scored.any(1), y.size(1) - scored.flip(1).int().argmax(1), 0)
 
 
+def padding_share(y: torch.Tensor) -> float:
+    """The share of a padded batch's positions after each row's last scored target: work that changes no loss.
+
+    Example: `padding_share(torch.tensor([[5, 6, -100, -100]]))` is 0.5.
+    """
+    return 1 - scored_lengths(y).sum().item() / y.numel()
+
+
 def unpadded_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], min_saving: float = 0.2,
                   min_batch_saving: float = 0.1) -> torch.Tensor:
     """`next_token_loss` of a padded batch `(x, y)`, computed without running most of the padding: the same value.
@@ -59,6 +67,9 @@ def unpadded_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], min_s
     """
     x, y = batch
     lengths, counts = scored_lengths(y), (y != IGNORE_INDEX).sum(1)
+    if not counts.any():  # the padded loss would be a mean over nothing: NaN
+        raise ValueError(f"this batch of {len(y)} rows has no scored target (every y is {IGNORE_INDEX}): nothing to "
+                         "learn from. Check the batch source's masks: each row needs at least one target to score")
     cuts: list[int] = []  # the groups' lengths, longest first
     for length in sorted(lengths[lengths > 0].unique().tolist(), reverse=True):
         if not cuts or length <= (1 - min_saving) * cuts[-1]:
