@@ -50,13 +50,13 @@ def run_config(schedule: TrainConfig, out_dir: str, resume: bool, max_iters: int
     return replace(config, **{k: v for k, v in (("max_iters", max_iters), ("seed", seed)) if v is not None})
 
 
-def train_or_exit_code(model: GPT, batches, config: TrainConfig, device: str, meta: dict, **kwargs) -> History | int:
+def train_or_exit_code(model: GPT, batches, config: TrainConfig, device: str, meta: dict,
+                       loss_fn: objectives.LossFn = objectives.next_token_loss) -> History | int:
     """Train; on Ctrl-C or a diverging loss, say what was kept and return the exit code instead of a history."""
     try:
-        return train(model, batches, config, device, meta=meta, **kwargs)  # e.g. loss_fn
+        return train(model, batches, config, device, meta=meta, loss_fn=loss_fn)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; the last checkpoint in {config.out_dir} is intact: continue with --resume",
-              file=sys.stderr)
+        print(f"\ninterrupted; the last checkpoint in {config.out_dir} is intact: go on with --resume", file=sys.stderr)
         return 130
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
