@@ -12,9 +12,9 @@ first, each kernel with its share of the cores (buildgpt.settings.gpu_plan expla
 
 `run` writes into OUTDIR, after every chapter so that a run cut short still leaves its files:
   gpu-book.tar.gz  manifest.json and book/<chapter>.ipynb, each executed notebook with its outputs
-  gpu-book.json    the stamp (profile, commit, device), and per chapter: status, minutes (and the
-                   minutes buildgpt.settings.gpu_plan planned), the failing cell, the glued scalars
-                   (its headline numbers)
+  gpu-book.json    the stamp (profile, commit, device, jobs), and per chapter: status, when it started
+                   and its minutes (and the minutes buildgpt.settings.gpu_plan planned), the failing
+                   cell, the glued scalars (its headline numbers)
   gpu.json         what chapters recorded for the CPU book's results box (also in the archive)
 """
 
@@ -205,7 +205,7 @@ def execute(chapter: str, cell_timeout: int, deadline: float, env: dict[str, str
 
     client.on_cell_execute = before_cell
     start = time.monotonic()
-    entry = {"chapter": chapter, "status": "ok"}
+    entry = {"chapter": chapter, "status": "ok", "began": start}
     if start >= deadline:  # no kernel started for nothing: each costs seconds
         return notebook, {**entry, "status": "failed", "error": "not started: the run's time was up",
                           "minutes": 0.0, "numbers": {}}
@@ -281,6 +281,7 @@ def run(out: Path, profile: str, chapters: list[str], minutes: float, jobs: int 
     def finished(chapter: str, notebook, entry: dict) -> None:
         """Record one chapter, and rewrite the archive and the summary (in the given order) with it."""
         entry["planned_minutes"] = planned_minutes(chapter)
+        entry["started"] = round((entry.pop("began") - start) / 60, 3)  # minutes into the run: the schedule
         notebook.metadata["buildgpt"] = {**stamp, "status": entry["status"]}
         notebooks[chapter] = notebook
         summary["chapters"] = sorted([*summary["chapters"], entry], key=lambda c: chapters.index(c["chapter"]))
