@@ -90,14 +90,14 @@ def evaluations(train: TrainConfig) -> int:
     return train.max_iters // train.eval_interval + 1 + (train.max_iters % train.eval_interval > 0)
 
 
-def steps(run: TrainingRun) -> float:
-    """`run`'s training steps, and its evaluation batches counted as a third of a step each."""
-    return run.train.max_iters + evaluations(run.train) * 2 * run.train.eval_iters / 3
+def steps(train: TrainConfig) -> float:
+    """A run's training steps, and its evaluation batches counted as a third of a step each."""
+    return train.max_iters + evaluations(train) * 2 * train.eval_iters / 3
 
 
 def run_seconds(run: TrainingRun, count: int = 1) -> float:
     """`count` trainings of `run`, evaluations included, compiling not."""
-    return count * step_seconds(run) * steps(run)
+    return count * step_seconds(run) * steps(run.train)
 
 
 def windowed(run: TrainingRun, fmt: ArithmeticFormat, ops: tuple[str, ...], digits: int) -> TrainingRun:
@@ -145,8 +145,7 @@ def other_seconds(chapter: str, settings) -> float:
     batches, for the pretrained and the finetuned model), a third of a step per batch."""
     seconds = OTHER_WORK_S.get(chapter, 0.0)
     if chapter == "bigram":  # an embedding table: its step costs the floor, without layers
-        t = settings.train
-        seconds += STEP_FLOOR_S * (t.max_iters + evaluations(t) * 2 * t.eval_iters / 3)
+        seconds += STEP_FLOOR_S * steps(settings.train)
     return seconds + sum(step_seconds(run) * batches / 3 for run, batches in own_evaluations(chapter, settings))
 
 
@@ -161,7 +160,7 @@ def own_evaluations(chapter: str, settings) -> list[tuple[TrainingRun, int]]:
 
 def gpu_seconds(chapter: str, settings) -> float:
     """The seconds `chapter` keeps the GPU busy: the arithmetic of its runs and its own evaluations."""
-    training = sum(count * arithmetic_seconds(run) * steps(run) for run, count in chapter_runs(chapter, settings))
+    training = sum(count * arithmetic_seconds(run) * steps(run.train) for run, count in chapter_runs(chapter, settings))
     return training + sum(arithmetic_seconds(run) * batches / 3 for run, batches in own_evaluations(chapter, settings))
 
 
