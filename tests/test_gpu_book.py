@@ -138,6 +138,7 @@ def test_dry_run_records_each_chapter(dry_run):
     assert all(0 <= c["started"] and c["started"] + c["minutes"] <= summary["minutes"] + 0.01 for c in summary["chapters"])
     log = (out / "gpu-book.log").read_text()
     assert "book/01-bigram: ok in" in log and "(planned " in log and "failed in" in log and "at cell 2: RuntimeError" in log
+    assert "Traceback" in log and "this cell fails" in failed["traceback"]  # the whole error, not its last line
 
 
 def test_chapters_run_together_share_the_cores(dry_run):
@@ -187,7 +188,6 @@ def test_gpu_html_refuses_foreign_stale_and_failed_archives(tmp_path):
         "stale": ({**good, "fingerprint": "0" * 16}, "stale"),
         "failed": ({**good, "chapters": {**good["chapters"], "book/03-gpt": "failed"}}, "failed there: book/03-gpt"),
         "short": ({**good, "chapters": {"book/intro": "ok"}}, "lacks chapters of this _toc.yml"),
-        "takeaway": ({**good, "takeaway": "failed"}, "failed there: _build/gpt/gpt.ipynb"),
     }
     for name, (manifest, expected) in cases.items():
         archive = make_archive(tmp_path / f"{name}.tar.gz", manifest, {})
@@ -224,6 +224,7 @@ def test_gpu_html_renders_the_archive_glue_included(dry_run, tmp_path):
     html = (stage / "_build" / "html" / "book" / "01-bigram.html").read_text()
     assert 'The file holds <span class="pasted-text">1,115,394</span> characters' in html  # as the CPU book has it
     assert (stage / "_build" / "html" / "_sources" / "book" / "01-bigram.ipynb").is_file()
+    assert list((stage / "_build" / "wheel").glob("buildgpt-*.whl")), "no wheel for the intro to offer"
 
 
 def test_glue_needs_no_sphinx():
