@@ -25,10 +25,11 @@ from pathlib import Path
 
 import gpu_book
 
+from buildgpt_book import wheel
+
 ROOT = gpu_book.ROOT
 STAGE = ROOT / "_build" / "gpu-book"  # its HTML: STAGE/_build/html
 RESULTS = ROOT / "results" / "gpu.json"  # what chapter 3's box shows in the CPU book
-WHEEL_SOURCES = ("pyproject.toml", "README.md", "code")  # what the extension builds the intro's wheel from
 
 
 class RefusedArchive(Exception):
@@ -74,7 +75,7 @@ def stage(notebooks: dict[str, bytes], chapters: list[str], partial: bool, into:
     """A copy of the book with each chapter's .md replaced by its executed notebook."""
     shutil.rmtree(into, ignore_errors=True)
     shutil.copytree(ROOT / "book", into / "book", ignore=shutil.ignore_patterns("*.ipynb"))
-    for name in WHEEL_SOURCES:  # without them the staged book would offer no wheel on its first page
+    for name in (*wheel.SOURCE_FILES, wheel.SOURCE_FOLDER):  # without them the staged book would offer no wheel on its first page
         (into / name).symlink_to(ROOT / name)
     for chapter in chapters:
         (into / f"{chapter}.md").unlink()

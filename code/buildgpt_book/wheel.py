@@ -16,6 +16,7 @@ from pathlib import Path
 import buildgpt
 
 WHEEL_NAME = f"buildgpt-{buildgpt.__version__}-py3-none-any.whl"
+SOURCE_FILES, SOURCE_FOLDER = ("pyproject.toml", "README.md"), "code"  # what the wheel is built from
 
 # The first code cell of every chapter (tagged remove-cell). `{extras}` names the pyproject extras it needs.
 INSTALL_CELL = '''\
@@ -38,9 +39,9 @@ def build_wheel(root: Path, out: Path) -> Path:
     """
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:  # a copy: setuptools leaves build/ beside the sources it builds
-        for name in ("pyproject.toml", "README.md"):
+        for name in SOURCE_FILES:
             shutil.copy(root / name, tmp)
-        shutil.copytree(root / "code", Path(tmp) / "code",
+        shutil.copytree(root / SOURCE_FOLDER, Path(tmp) / SOURCE_FOLDER,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"))
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                         "--no-index", "-w", str(out), tmp], check=True)
