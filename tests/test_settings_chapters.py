@@ -111,6 +111,13 @@ def test_bits_per_byte_compares_like_with_like(profile):
     assert set(s.runs()) == {"lm"}
 
 
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_assistant_pretrains_within_its_window(profile):
+    s = settings_for("assistant", profile)
+    assert 0 < s.pretrain_block_size <= s.model.block_size
+    assert s.runs()["pretrain"].model.block_size == s.pretrain_block_size  # what the dry run trains and the plan costs
+
+
 def test_unknown_chapter_names_the_known_ones():
     with pytest.raises(KeyError, match="bigram"):
         settings_for("transformer-xl", "cpu")

@@ -205,8 +205,9 @@ class AssistantSettings:
     n_dpo_eval: int  # of those, answered at each DPO evaluation (the accuracy curve)
     n_val_requests: int  # other requests the SFT model answers: DPO pairs from its misses, and which flaws it makes
     min_sft_accuracy: float  # the share of held-out requests fully met after SFT, asserted by the chapter
+    pretrain_block_size: int  # the base model's windows, at most the model's: more, shorter ones learn the text sooner
     dpo_claims: bool = True  # the chapter asserts that DPO raised the margin and did not lower accuracy
 
     def runs(self) -> dict[str, TrainingRun]:
-        return {"pretrain": TrainingRun(self.model, self.pretrain), "sft": TrainingRun(self.model, self.sft),
-                "dpo": TrainingRun(self.model, self.dpo)}
+        return {"pretrain": TrainingRun(replace(self.model, block_size=self.pretrain_block_size), self.pretrain),
+                "sft": TrainingRun(self.model, self.sft), "dpo": TrainingRun(self.model, self.dpo)}
