@@ -19,8 +19,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# Every chapter executed, several at a time (scripts/build_book.py: BOOK_JOBS=N sets how many), then
+# rendered by Jupyter Book -> _build/html.
 book: venv
-	$(VENV)/bin/jupyter-book build . --path-output . --all
+	$(PY) scripts/build_book.py $(if $(BOOK_JOBS),--jobs $(BOOK_JOBS))
 	@test -f _build/html/index.html
 
 # Everything but the browser check (which needs a built book): unit tests and every chapter as a notebook.

@@ -30,6 +30,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
@@ -40,6 +41,7 @@ BOOK = ROOT / "book"
 ARCHIVE = "gpu-book.tar.gz"
 SUMMARY = "gpu-book.json"
 RESULTS = "gpu.json"  # committed as results/gpu.json once `make gpu-html` accepts the archive
+TAKEAWAY = "_build/gpt/gpt"  # the executed takeaway's place in the archive and in the book (.ipynb)
 ARCHIVE_LIMIT_MB = 16
 # What the chapters and their runner import: the machine's own (torch ... regex), then the wheels'.
 NEEDED = ("torch", "numpy", "tqdm", "safetensors", "tiktoken", "regex", "buildgpt", "ipykernel", "jupytext",
@@ -96,13 +98,16 @@ def planned_minutes(chapter: str) -> float | None:
     return round(gpu_plan.chapter_minutes(name, settings_for(name, "gpu")), 2) if name else None
 
 
-def schedule(chapters: list[str]) -> tuple[list[str], list[str]]:
-    """The pages to run first, alone (`gpu_plan.ALONE`), and the rest, longest planned first, as the plan counts."""
+def schedule(chapters: list[str], alone: tuple[str, ...] | None = None, plan=planned_minutes
+             ) -> tuple[list[str], list[str]]:
+    """The pages to run first, alone (those whose settings are in `alone`, default `gpu_plan.ALONE`), and the
+    rest, longest first as `plan(chapter)` counts its minutes (default: the gpu plan's)."""
     from buildgpt.settings import gpu_plan
 
-    alone = [c for c in chapters if settings_name(c) in gpu_plan.ALONE]
-    rest = [c for c in chapters if c not in alone]
-    return alone, sorted(rest, key=lambda c: planned_minutes(c) or 0.0, reverse=True)
+    alone = gpu_plan.ALONE if alone is None else alone
+    first = [c for c in chapters if settings_name(c) in alone]
+    rest = [c for c in chapters if c not in first]
+    return first, sorted(rest, key=lambda c: plan(c) or 0.0, reverse=True)
 
 
 def git_commit() -> str:
@@ -223,11 +228,33 @@ def execute(chapter: str, cell_timeout: int, deadline: float, env: dict[str, str
     return notebook, entry
 
 
+def execute_takeaway(cell_timeout: int, deadline: float, env: dict[str, str]):
+    """Assemble and run the learner's takeaway (buildgpt_book.takeaway) in a fresh kernel, as a book build
+    that executes its chapters does. Returns the notebook (None if it failed) and its entry for the summary."""
+    import nbformat
+
+    from buildgpt_book import takeaway
+
+    start = time.monotonic()
+    entry = {"status": "ok"}
+    with tempfile.TemporaryDirectory() as folder:  # its working directory, as `_build/gpt/` is in the book
+        try:
+            takeaway.write(Path(folder), execute=True, env=env,
+                           timeout=max(1, min(cell_timeout, int(deadline - start))))
+            notebook = nbformat.read(Path(folder) / "gpt.ipynb", as_version=4)
+        except Exception as error:  # a failing cell, a timeout, a dead kernel
+            entry.update(status="failed", error=f"{type(error).__name__}: {error}".strip())
+            notebook = None
+    entry["minutes"] = round((time.monotonic() - start) / 60, 3)
+    return notebook, entry
+
+
 # ------------------------------------------------------------------------- the files
 
 
 def write_archive(path: Path, manifest: dict, notebooks: dict, results: Path) -> float:
-    """Write the archive atomically and return its size in MB."""
+    """Write the archive atomically and return its size in MB: `notebooks` by their name without .ipynb
+    (`book/01-bigram`, and `TAKEAWAY` when it was run)."""
     import nbformat
 
     partial = path.with_name(path.name + ".part")
@@ -249,7 +276,13 @@ def write_json(path: Path, data: dict) -> None:
     partial.replace(path)
 
 
-def run(out: Path, profile: str, chapters: list[str], minutes: float, jobs: int | None = None) -> int:
+def run(out: Path, profile: str, chapters: list[str], minutes: float, jobs: int | None = None, *,
+        alone: tuple[str, ...] | None = None, plan=planned_minutes, record: bool = True,
+        takeaway: bool = False) -> int:
+    """Execute `chapters` into OUT: those whose settings are in `alone` first, one by one, then the rest `jobs`
+    at a time, longest first as `plan(chapter)` counts its minutes (see `schedule`); with `record`, chapters record their results for the CPU book's box (RESULTS); with `takeaway`,
+    the learner's takeaway notebook runs beside the chapters and goes into the archive (`TAKEAWAY`). The chapters
+    run together get their share of the cores' threads each."""
     if missing := missing_modules():
         print("error: before any chapter, these do not import: " + "; ".join(missing), file=sys.stderr)
         return 2
@@ -274,13 +307,14 @@ def run(out: Path, profile: str, chapters: list[str], minutes: float, jobs: int 
     # What chapters record for the CPU book's results box (buildgpt.viz.gpu_results), and where from.
     gpu = torch.cuda.get_device_name() if active.device == "cuda" else "CPU (a dry run)"
     write_json(out / RESULTS, {"run": {"gpu": gpu, **stamp}})
-    os.environ[gpu_results.ENV_VAR] = str(out / RESULTS)
-    print(f"gpu book: {len(chapters)} chapters under {active.describe()}, {jobs} at a time, "
+    if record:
+        os.environ[gpu_results.ENV_VAR] = str(out / RESULTS)
+    print(f"chapters: {len(chapters)} of them under {active.describe()}, {jobs} at a time, "
           f"at most {minutes:g} minutes", flush=True)
 
     def finished(chapter: str, notebook, entry: dict) -> None:
         """Record one chapter, and rewrite the archive and the summary (in the given order) with it."""
-        entry["planned_minutes"] = planned_minutes(chapter)
+        entry["planned_minutes"] = plan(chapter)
         entry["started"] = round((entry.pop("began") - start) / 60, 3)  # minutes into the run: the schedule
         notebook.metadata["buildgpt"] = {**stamp, "status": entry["status"]}
         notebooks[chapter] = notebook
@@ -289,24 +323,40 @@ def run(out: Path, profile: str, chapters: list[str], minutes: float, jobs: int 
         failure = "" if entry["status"] == "ok" else f"{where}: {entry['error']}"
         planned = f" (planned {entry['planned_minutes']:.2f})" if entry["planned_minutes"] is not None else ""
         print(f"{chapter}: {entry['status']} in {entry['minutes']:.2f} min{planned}{failure}", flush=True)
-        if "traceback" in entry:  # the failing cell's source and traceback, for whoever reads the log
+        if "traceback" in entry:
             print(entry["traceback"], file=sys.stderr, flush=True)
         summary["minutes"] = round((time.monotonic() - start) / 60, 3)  # the run's, start to this file
+        write_files()
+
+    def write_files() -> None:
         manifest = {**stamp, "chapters": {c["chapter"]: c["status"] for c in summary["chapters"]}}
+        if "takeaway" in summary:
+            manifest["takeaway"] = summary["takeaway"]["status"]
         summary["archive_mb"] = round(write_archive(out / ARCHIVE, manifest, notebooks, out / RESULTS), 2)
         write_json(out / SUMMARY, summary)
 
-    alone, together = schedule(chapters)
-    for chapter in alone:  # every core, and the GPU to itself
+    first, together = schedule(chapters, alone, plan)
+    for chapter in first:  # every core, and the GPU to itself
         finished(chapter, *execute(chapter, CELL_TIMEOUT[profile], deadline))
-    shared = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
+    cores = os.cpu_count() or 1
+    shared = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // jobs))}
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # each thread waits on its own kernel process
+        if takeaway:  # first: it trains chapter 3's model, among the longest jobs
+            ran = pool.submit(execute_takeaway, CELL_TIMEOUT[profile], deadline, shared)
         running = {pool.submit(execute, chapter, CELL_TIMEOUT[profile], deadline, shared): chapter
                    for chapter in together}
         for future in as_completed(running):
             finished(running[future], *future.result())
+        if takeaway:
+            notebook, summary["takeaway"] = ran.result()
+            if notebook is not None:
+                notebooks[TAKEAWAY] = notebook
+            print(f"takeaway {TAKEAWAY}.ipynb: {summary['takeaway']['status']} in "
+                  f"{summary['takeaway']['minutes']:.2f} min {summary['takeaway'].get('error', '')}", flush=True)
+            write_files()
     failed = [c["chapter"] for c in summary["chapters"] if c["status"] != "ok"]
-    print(f"gpu book: {len(chapters) - len(failed)} of {len(chapters)} chapters ran, "
+    failed += [TAKEAWAY] if summary.get("takeaway", {}).get("status", "ok") != "ok" else []
+    print(f"chapters: {len(chapters) - len(failed)} of {len(chapters)} ran, "
           f"{summary['minutes']:.2f} min; archive {summary['archive_mb']} MB", flush=True)
     if summary["archive_mb"] > ARCHIVE_LIMIT_MB:
         print(f"error: the archive is over {ARCHIVE_LIMIT_MB} MB and will not come back whole", file=sys.stderr)

@@ -7,10 +7,11 @@ chapters' .md sources are replaced by their executed notebooks in a staging copy
 and Jupyter Book renders their stored outputs (`execute_notebooks: off`), glue included. A `gpu`
 archive's results become results/gpu.json, which the CPU book's chapter 3 shows.
 
-    python scripts/gpu_html.py ARCHIVE [--profile gpu] [--partial]
+    python scripts/gpu_html.py ARCHIVE [--profile gpu] [--partial] [--stage DIR] [--html DIR]
 
-The HTML lands in _build/gpu-book/_build/html; `make check-html HTML=_build/gpu-book/_build/html`
-checks it.
+The HTML lands in _build/gpu-book/_build/html (or is moved to --html); `make check-html
+HTML=_build/gpu-book/_build/html` checks it. scripts/build_book.py, which `make book` runs, builds the
+CPU book the same way from the archive it has just executed.
 """
 
 from __future__ import annotations
@@ -65,14 +66,17 @@ def check(path: Path, manifest: dict, profile: str, partial: bool) -> list[str]:
     if manifest.get("fingerprint") != here:
         raise RefusedArchive(f"{origin}; this tree is at commit {gpu_book.git_commit()} and its chapters or "
                              f"package differ (fingerprint {here}): stale. Run scripts/gpu-book.sh again.")
-    if failed := [c for c, status in statuses.items() if status != "ok"]:
+    failed = [c for c, status in statuses.items() if status != "ok"]
+    failed += [f"{gpu_book.TAKEAWAY}.ipynb"] if manifest.get("takeaway", "ok") != "ok" else []
+    if failed:
         raise RefusedArchive(f"{origin}; these chapters failed there: {', '.join(failed)} "
                              "(gpu-book.json names the cell). Fix them and run it again.")
     return chapters
 
 
 def stage(notebooks: dict[str, bytes], chapters: list[str], partial: bool, into: Path) -> None:
-    """A copy of the book with each chapter's .md replaced by its executed notebook."""
+    """A copy of the book with each chapter's .md replaced by its executed notebook, and the executed takeaway
+    where the book's extension keeps it (`gpu_book.TAKEAWAY`)."""
     shutil.rmtree(into, ignore_errors=True)
     shutil.copytree(ROOT / "book", into / "book", ignore=shutil.ignore_patterns("*.ipynb"))
     for name in (*wheel.SOURCE_FILES, wheel.SOURCE_FOLDER):  # without them the staged book would offer no wheel on its first page
@@ -80,6 +84,10 @@ def stage(notebooks: dict[str, bytes], chapters: list[str], partial: bool, into:
     for chapter in chapters:
         (into / f"{chapter}.md").unlink()
         (into / f"{chapter}.ipynb").write_bytes(notebooks[chapter])
+    if gpu_book.TAKEAWAY in notebooks:
+        takeaway = into / f"{gpu_book.TAKEAWAY}.ipynb"
+        takeaway.parent.mkdir(parents=True)
+        takeaway.write_bytes(notebooks[gpu_book.TAKEAWAY])
     config = (ROOT / "_config.yml").read_text()
     if "execute_notebooks: force" not in config:
         raise RuntimeError("_config.yml no longer says `execute_notebooks: force`; update scripts/gpu_html.py")
@@ -107,6 +115,7 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="gpu", choices=("smoke", "cpu", "gpu"))
     parser.add_argument("--partial", action="store_true", help="build the archive's chapters only")
     parser.add_argument("--stage", type=Path, default=STAGE, help="where the book is staged and built")
+    parser.add_argument("--html", type=Path, help="move the built HTML here (default: leave it in the stage)")
     args = parser.parse_args(argv)
     try:
         manifest, notebooks = read_archive(args.archive)
@@ -121,7 +130,11 @@ def main(argv=None) -> int:
     if built.returncode or not (html / "index.html").is_file():
         print(f"error: jupyter-book failed on the staged book in {args.stage}", file=sys.stderr)
         return 1
-    print(f"gpu book ({manifest['profile']}, commit {manifest['commit']}, {manifest['device']}): {html}")
+    if args.html:
+        shutil.rmtree(args.html, ignore_errors=True)
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        html = Path(shutil.move(html, args.html))
+    print(f"book ({manifest['profile']}, commit {manifest['commit']}, {manifest['device']}): {html}")
     if written := write_results(manifest, RESULTS):
         print(f"{written} now holds this run's results: commit it, and the CPU book's chapter 3 shows them")
     return 0

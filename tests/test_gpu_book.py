@@ -188,6 +188,7 @@ def test_gpu_html_refuses_foreign_stale_and_failed_archives(tmp_path):
         "stale": ({**good, "fingerprint": "0" * 16}, "stale"),
         "failed": ({**good, "chapters": {**good["chapters"], "book/03-gpt": "failed"}}, "failed there: book/03-gpt"),
         "short": ({**good, "chapters": {"book/intro": "ok"}}, "lacks chapters of this _toc.yml"),
+        "takeaway": ({**good, "takeaway": "failed"}, "failed there: _build/gpt/gpt.ipynb"),
     }
     for name, (manifest, expected) in cases.items():
         archive = make_archive(tmp_path / f"{name}.tar.gz", manifest, {})

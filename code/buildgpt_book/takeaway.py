@@ -278,21 +278,37 @@ def notebook(source: str):
                                                                   "language": "python"}})
 
 
-def write(folder: Path, execute: bool = False, timeout: int = 900) -> None:
+def write(folder: Path, execute: bool = False, timeout: int = 900, env: dict[str, str] | None = None) -> None:
     """gpt.py and gpt.ipynb into `folder`; with `execute`, the notebook is run there (its sample at the
-    bottom) under the active profile, in a fresh kernel."""
+    bottom) under the active profile, in a fresh kernel with `env` (default: this process's environment).
+
+    Without `execute`, an executed gpt.ipynb of this very code already in `folder` is kept: the one the
+    book's runner (scripts/build_book.py) executed beside the chapters.
+    """
     import nbformat
 
     folder.mkdir(parents=True, exist_ok=True)
     source = assemble()
     (folder / "gpt.py").write_text(source)
     book = notebook(source)
+    target = folder / "gpt.ipynb"
+    if not execute and target.is_file() and is_executed_copy(nbformat.read(target, as_version=4), book):
+        return
     if execute:
         from nbclient import NotebookClient
 
         NotebookClient(book, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(folder)}}).execute()
-    nbformat.write(book, folder / "gpt.ipynb")
+                       resources={"metadata": {"path": str(folder)}}).execute(**({"env": env} if env else {}))
+    nbformat.write(book, target)
+
+
+def is_executed_copy(executed, fresh) -> bool:
+    """Whether `executed` has `fresh`'s cells, the same sources in the same order, and outputs in its code cells."""
+    def sources(nb):
+        return [(cell.cell_type, cell.source) for cell in nb.cells]
+
+    code = [cell for cell in executed.cells if cell.cell_type == "code"]
+    return sources(executed) == sources(fresh) and bool(code) and all(cell.get("outputs") for cell in code[-1:])
 
 
 def main(argv: list[str]) -> int:
