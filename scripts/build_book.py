@@ -4,8 +4,8 @@ Jupyter Book runs the chapters one after another, and on CI's two cores that lea
 whenever a chapter is not doing arithmetic: a kernel starting, a tokenizer training, a figure,
 a decoding loop. So this script executes the chapters itself, two at a time (scripts/gpu_book.py,
 the runner of the gpu book), then has Jupyter Book render the executed notebooks without running
-anything (scripts/gpu_html.py). The pages and the downloads are
-laid out as a plain `jupyter-book build` lays them out.
+anything (scripts/gpu_html.py). The pages and the downloads are laid out as a plain
+`jupyter-book build` lays them out.
 
 - Each kernel gets its share of the cores (OMP_NUM_THREADS = cores / jobs: one thread each on CI's
   two). Side by side, one thread each does 1.23x the work of one chapter at a time with both threads;
@@ -42,18 +42,13 @@ import gpu_html
 BUILD = gpu_book.ROOT / "_build"  # under it: executed/ (the runner's files), staged/ (the book rendered), html/
 ALONE = ("efficiency", "distributed")
 # Each page's minutes in the CPU book of CI's fresh-clone run at 034e283 (2 cores, one after another). Only the
-# order uses them: the longest start first, so that no long chapter starts last.
+# order uses them: the longest start first, so that no long chapter starts last; a page not measured yet runs last.
 MINUTES = {"book/intro": 0.1, "book/01-bigram": 0.23, "book/02-attention": 0.25, "book/03-gpt": 3.5,
            "book/nanogpt": 0.15, "book/04-positions": 2.35, "book/05-tokenizer": 0.77, "book/06-bits-per-byte": 1.55,
            "book/ex1-batched-heads": 0.3, "book/ex2-addition": 3.0, "book/ex2-calculator": 6.13,
            "book/ex3-pretrain-finetune": 4.2, "book/ex4-researcher": 2.42, "book/distributed": 1.63,
            "book/fast": 3.07, "book/assistant": 5.68, "book/references": 0.0}
 RUN_MINUTES = 80  # no cell starts after this: CI allows 90 minutes for everything
-
-
-def cpu_minutes(chapter: str) -> float | None:
-    """A page's minutes in the last measured CPU book (None for a page not measured yet: it runs last)."""
-    return MINUTES.get(chapter)
 
 
 def main(argv=None) -> int:
@@ -67,7 +62,7 @@ def main(argv=None) -> int:
     profile = profile_name()
     chapters = args.chapters or gpu_book.toc_chapters()
     executed = args.build / "executed"
-    code = gpu_book.run(executed, profile, chapters, RUN_MINUTES, args.jobs, alone=ALONE, plan=cpu_minutes,
+    code = gpu_book.run(executed, profile, chapters, RUN_MINUTES, args.jobs, alone=ALONE, plan=MINUTES.get,
                         record=False, takeaway=True)
     if code:
         return code

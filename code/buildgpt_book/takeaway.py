@@ -303,12 +303,13 @@ def write(folder: Path, execute: bool = False, timeout: int = 900, env: dict[str
 
 
 def is_executed_copy(executed, fresh) -> bool:
-    """Whether `executed` has `fresh`'s cells, the same sources in the same order, and outputs in its code cells."""
+    """Whether `executed` has `fresh`'s cells, the same sources in the same order, and outputs in its last code
+    cell (the sample at the bottom, which runs last)."""
     def sources(nb):
         return [(cell.cell_type, cell.source) for cell in nb.cells]
 
     code = [cell for cell in executed.cells if cell.cell_type == "code"]
-    return sources(executed) == sources(fresh) and bool(code) and all(cell.get("outputs") for cell in code[-1:])
+    return sources(executed) == sources(fresh) and bool(code) and bool(code[-1].get("outputs"))
 
 
 def main(argv: list[str]) -> int:
