@@ -111,7 +111,7 @@ SETTINGS: dict[str, dict[str, object]] = {
                                     replace(SMOKE_SCHEDULE, max_iters=10, eval_interval=5, eval_iters=2),
                                     train_chars=2000, dropout=0.2, min_narrowing=None)),
         "cpu": GPTChapterSettings(
-            CPU_MODEL, replace(CPU_SCHEDULE, learning_rate=6e-3, min_lr=6e-4), max_val_loss=2.0,  # presets.py
+            CPU_MODEL, replace(CPU_SCHEDULE, learning_rate=6e-3, min_lr=6e-4), max_val_loss=2.0,  # 2x rates: see CPU_SCHEDULE
             ladder=LadderSettings(CPU_RUNG, TrainConfig(max_iters=400, eval_interval=200, eval_iters=10, batch_size=16,
                                                         learning_rate=3e-3),
                                   top=replace(CPU_RUNG, dropout=0.2), top_name="+ dropout",
