@@ -263,9 +263,9 @@ SETTINGS: dict[str, dict[str, object]] = {
                                    replace(SMOKE_SCHEDULE, max_iters=4, eval_interval=2, eval_iters=1, warmup_iters=0, learning_rate=1e-3),
                                    beta=0.1, nll_weight=0.0, copies=1, n_eval=8, n_dpo_eval=4, n_val_requests=8, min_sft_accuracy=0.0,
                                    pretrain_block_size=256, dpo_claims=False),
-        # Two layers: half the time of four a step. Pretrained on 64 windows of 64, not 16 of 256: val 1.97, not 2.42.
-        # SFT: 1200 steps of 22 chats, not 800 of 32 (same time): seeds 1337/0/1/2 met 92/84/94/79%, not 67/74/75/79%.
-        "cpu": AssistantSettings(replace(CPU_MODEL, block_size=256, n_layer=2),
+        # Two layers: half four's step time. Pretraining on 64 windows of 64, not 16 of 256 (same tokens): val 1.97, not
+        # 2.42. SFT: 1200 steps of 22 chats, not 800 of 32 (same time): at 1 thread, seeds 1337/0/1/2 met 92/84/94/79%
+        "cpu": AssistantSettings(replace(CPU_MODEL, block_size=256, n_layer=2),  # (800 of 32 met 67/74/75/79%)
                                  replace(CPU_SCHEDULE, max_iters=300, eval_interval=300, eval_iters=5, batch_size=64),
                                  replace(CPU_SCHEDULE, max_iters=1200, eval_interval=100, eval_iters=5, batch_size=22,
                                          learning_rate=3e-3, warmup_iters=20),
