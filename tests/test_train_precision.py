@@ -7,7 +7,7 @@ import torch
 
 from buildgpt.data.batches import TokenBatches
 from buildgpt.nn.model import GPT, GPTConfig
-from buildgpt.settings.presets import LECTURE_MODEL
+from buildgpt.settings.presets import CPU_MODEL, LECTURE_MODEL
 from buildgpt.train import precision
 from buildgpt.train.loop import TrainConfig, train
 
@@ -22,15 +22,30 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, flags, native):
     assert precision.cpu_has_native_bf16(tmp_path / "missing") is False
 
 def test_bf16_is_chosen_on_cuda_and_for_wide_models_on_a_native_cpu(monkeypatch):
+    monkeypatch.delenv("BUILDGPT_BF16", raising=False)
     with torch.device("meta"):
-        wide, narrow = GPT(LECTURE_MODEL), GPT(SMALL)
+        wide, book_cpu, narrow = GPT(LECTURE_MODEL), GPT(CPU_MODEL), GPT(SMALL)
     assert precision.model_width(wide) == 384 and precision.model_width(narrow) == 32
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert precision.use_bf16(wide, "cpu") and not precision.use_bf16(narrow, "cpu")
+    assert precision.use_bf16(wide, "cpu") and precision.use_bf16(book_cpu, "cpu") and not precision.use_bf16(narrow, "cpu")
     assert precision.use_bf16(narrow, "cuda:0")
     assert not precision.use_bf16(wide, "cpu", setting=False) and precision.use_bf16(narrow, "cpu", setting=True)
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert not precision.use_bf16(wide, "cpu") and not precision.use_bf16(wide, "mps")
+
+def test_the_environment_switches_the_choice_for_runs_that_leave_it_unset(monkeypatch):
+    with torch.device("meta"):
+        wide, narrow = GPT(LECTURE_MODEL), GPT(SMALL)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setenv("BUILDGPT_BF16", "0")
+    assert not precision.use_bf16(wide, "cpu") and not precision.use_bf16(narrow, "cuda:0")
+    assert precision.use_bf16(wide, "cpu", setting=True)  # a run's own setting still wins
+    monkeypatch.setenv("BUILDGPT_BF16", "1")
+    assert precision.use_bf16(narrow, "cpu") and not precision.use_bf16(wide, "cpu", setting=False)
+    monkeypatch.setenv("BUILDGPT_BF16", "yes")
+    with pytest.raises(ValueError, match="BUILDGPT_BF16 is 'yes': set it to 1"):
+        precision.use_bf16(wide, "cpu")
+
 
 def test_training_in_bf16_on_the_cpu_learns_as_float32_does():
     data = torch.arange(4000) % 16  # a cycle: the next token is always the current one plus one

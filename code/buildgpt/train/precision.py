@@ -6,24 +6,29 @@ in float32. It pays where the hardware multiplies bfloat16 natively and the mult
 dominate the step:
 
 - on CUDA, always (tensor cores);
-- on a CPU, only with native bfloat16 instructions (AVX512-BF16 or AMX) and a model wide enough.
-  Measured by `benchmarks/bench_gpt_cpu.py --part train-step` on a 2-core AMD EPYC with
-  AVX512-BF16: the 10.8M lecture model (384 wide) steps about 1.7 times as fast, the book's
-  128-wide CPU model no faster (its step is many small operations, and converting their inputs
-  costs what the multiplications save). `MIN_CPU_WIDTH` sits between the two.
+- on a CPU, only with native bfloat16 instructions (AVX512-BF16 or AMX) and a model at least as
+  wide as the book's CPU model (128). `benchmarks/bench_precision.py` times every CPU run of the
+  book both ways. On a 2-core Zen 5 EPYC, one thread: the 10.8M lecture model (384 wide) steps
+  2.8 times as fast, the 128-wide runs 1.2 (the calculator's 41-token rows) to 1.8 times (the
+  assistant's 240-token chats), and the 64-wide ones 0.64x (the studies, 32 x 64) to 1.16x
+  (addition): a narrow model's step is many small operations, and converting their inputs costs
+  about what the multiplications save. (An earlier Zen 4 EPYC gained 1.7x at 384 wide and
+  nothing at 128, where the choice then changes only the rounding.)
 
-`TrainConfig.bf16` overrides the choice either way.
+`TrainConfig.bf16` overrides the choice either way for one run, and the environment variable
+`BUILDGPT_BF16` (0 or 1) for every run that leaves it unset, e.g. `BUILDGPT_BF16=0 make book`.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
 
-MIN_CPU_WIDTH = 256  # embedding width from which bfloat16 autocast pays on a CPU with native bfloat16
+MIN_CPU_WIDTH = 128  # embedding width from which bfloat16 autocast pays on a CPU with native bfloat16
 
 
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -41,12 +46,19 @@ def model_width(model: torch.nn.Module) -> int:
 
 
 def use_bf16(model: torch.nn.Module, device: str, setting: bool | None = None) -> bool:
-    """Whether training `model` on `device` should autocast to bfloat16. `setting` (True/False) decides if given.
+    """Whether training `model` on `device` should autocast to bfloat16. `setting` (True/False) decides if given,
+    then `BUILDGPT_BF16`.
 
     Example: `use_bf16(GPT(LECTURE_MODEL), "cpu")` is True on a CPU with AVX512-BF16.
     """
     if setting is not None:
         return setting
+    forced = os.environ.get("BUILDGPT_BF16", "")
+    if forced:
+        if forced not in ("0", "1"):
+            raise ValueError(f"BUILDGPT_BF16 is {forced!r}: set it to 1 (bfloat16 autocast), 0 (float32), "
+                             "or unset it to let the trainer pick where it pays")
+        return forced == "1"
     if device.startswith("cuda"):
         return True
     return device == "cpu" and model_width(model) >= MIN_CPU_WIDTH and cpu_has_native_bf16()
