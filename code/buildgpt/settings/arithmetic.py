@@ -45,9 +45,9 @@ ADDITION = {
                             length_digits=10, n_length_test=1000),
 }
 # Exercise 2's calculator (and `buildgpt train calculator`). Under cpu, division stays near 92%, short of 98%.
-# Under cpu it trains in float32 even where bfloat16 is native: its unpadded rows are short (`unpadded_loss`), and
-# on a Zen 5 EPYC, one thread, 1500 steps took 3.61 min in bfloat16 against 3.54/3.46 in float32, with division at
-# 88.8/92.8% (seeds 0/1) against 93.6/93.2% (benchmarks/bench_precision.py times its full 41-token rows: 1.22x).
+# Under cpu it trains in float32 even where bfloat16 is native: its unpadded rows are short (`unpadded_loss`). On a
+# Zen 5 EPYC, one thread, 1500 steps took 3.61 min in bfloat16 against 3.54/3.46 in float32 (the day before), and
+# division met 88.8/92.8% (seeds 0/1) against 93.6/93.2% (bench_precision.py, full 41-token rows: 1.22x).
 CALCULATOR = {
     "smoke": CalculatorSettings(TrainingRun(GPTConfig(vocab_size=19, block_size=42, n_layer=1, n_head=2, n_embd=32,
                                                       dropout=0.0, mlp="gelu"),
