@@ -27,7 +27,8 @@ def test_bf16_is_chosen_on_cuda_and_for_wide_models_on_a_native_cpu(monkeypatch)
         wide, book_cpu, narrow = GPT(LECTURE_MODEL), GPT(CPU_MODEL), GPT(SMALL)
     assert precision.model_width(wide) == 384 and precision.model_width(narrow) == 32
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert precision.use_bf16(wide, "cpu") and precision.use_bf16(book_cpu, "cpu") and not precision.use_bf16(narrow, "cpu")
+    assert precision.use_bf16(wide, "cpu") and precision.use_bf16(book_cpu, "cpu")
+    assert not precision.use_bf16(narrow, "cpu")
     assert precision.use_bf16(narrow, "cuda:0")
     assert not precision.use_bf16(wide, "cpu", setting=False) and precision.use_bf16(narrow, "cpu", setting=True)
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
@@ -45,7 +46,6 @@ def test_the_environment_switches_the_choice_for_runs_that_leave_it_unset(monkey
     monkeypatch.setenv("BUILDGPT_BF16", "yes")
     with pytest.raises(ValueError, match="BUILDGPT_BF16 is 'yes': set it to 1"):
         precision.use_bf16(wide, "cpu")
-
 
 def test_training_in_bf16_on_the_cpu_learns_as_float32_does():
     data = torch.arange(4000) % 16  # a cycle: the next token is always the current one plus one
