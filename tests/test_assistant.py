@@ -218,6 +218,24 @@ def test_dpo_starts_at_ln2_and_its_gradient_prefers_the_chosen_answer():
     torch.testing.assert_close(margins, 0.1 * ((c - rc) - (r - rr)))
 
 
+def test_mean_margin_is_the_exact_mean_over_every_pair_of_the_split():
+    tokenizer = ChatTokenizer(CHARS)
+    pairs = [("Write one line for ROMEO, beginning with 'Come'.", "ROMEO:\nCome hither.", "JULIET:\nCome hither."),
+             ("Write one line for JULIET, beginning with 'Nay'.", "JULIET:\nNay, nothing at all.", "JULIET:\nWhat."),
+             ("Write two lines for ROMEO, beginning with 'O'.", "ROMEO:\nO.\nO me.", "ROMEO:\nO.")]
+    batches = PreferenceBatches(tokenizer, {"train": pairs, "val": pairs}, 96)
+    assert [len(x) for x, _ in batches.in_order("val", 2)] == [4, 2]  # chosen rows over rejected rows: 2 pairs, then 1
+    policy, reference = tiny_chat_model(0), tiny_chat_model(1)
+    loss_fn = DPOLoss(reference, beta=0.5)
+    one_by_one = [dpo_loss(*loss_fn.pair_logprobs(policy.eval(), batch), 0.5)[1].item()
+                  for batch in batches.in_order("val", 1)]
+    assert len(one_by_one) == len(pairs) and len(set(one_by_one)) == len(pairs)
+    for batch_size in (1, 2, 64):  # the padding of a shared batch changes nothing
+        assert loss_fn.mean_margin(policy, batches, "val", batch_size) == pytest.approx(sum(one_by_one) / 3, abs=1e-5)
+    with pytest.raises(ValueError, match="split is one of"):
+        next(batches.in_order("test", 2))
+
+
 def test_answer_logprobs_sum_the_scored_tokens():
     tokenizer = ChatTokenizer(CHARS)
     model = tiny_chat_model()

@@ -46,7 +46,7 @@ def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
 
 
 class _Examples:
-    """Encoded examples per split that fit the window, drawn at random into padded batches.
+    """Encoded examples per split that fit the window, drawn at random into padded batches (or all, in order).
 
     A batch is drawn from one *length bucket* (examples within `bucket_width` tokens of each other),
     chosen with probability in proportion to its size, so every example is as likely as with plain
@@ -69,13 +69,26 @@ class _Examples:
                 by_length.setdefault(max(map(len, example)) // bucket_width, []).append(i)
             self.buckets[split] = list(by_length.values())
 
-    def draw(self, split: str, batch_size: int, generator: torch.Generator | None) -> list:
-        if split not in self.examples:
-            raise ValueError(f"split is one of {sorted(self.examples)}, got {split!r}")
-        buckets = self.buckets[split]
+    def batch(self, split: str, batch_size: int, generator: torch.Generator | None = None):
+        """`batch_size` examples of `split` drawn at random from one length bucket, padded into (x, y)."""
+        examples, buckets = self._split(split), self.buckets[split]
         sizes = torch.tensor([len(b) for b in buckets], dtype=torch.float)
         bucket = buckets[torch.multinomial(sizes, 1, generator=generator).item()]
-        return [self.examples[split][bucket[i]] for i in torch.randint(len(bucket), (batch_size,), generator=generator).tolist()]
+        return self.collate([examples[bucket[i]] for i in torch.randint(len(bucket), (batch_size,), generator=generator).tolist()])
+
+    def in_order(self, split: str, batch_size: int):
+        """Every example of `split` once, in order, as padded batches of up to `batch_size`: for exact means."""
+        examples = self._split(split)
+        for start in range(0, len(examples), batch_size):
+            yield self.collate(examples[start:start + batch_size])
+
+    def _split(self, split: str) -> list:
+        if split not in self.examples:
+            raise ValueError(f"split is one of {sorted(self.examples)}, got {split!r}")
+        return self.examples[split]
+
+    def collate(self, examples: list) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
 
 
 class ChatBatches(_Examples):
@@ -87,8 +100,8 @@ class ChatBatches(_Examples):
     def __init__(self, tokenizer: ChatTokenizer, splits: dict[str, list[Chat]], block_size: int):
         super().__init__(tokenizer, splits, block_size, lambda chat: encode_example(tokenizer, chat))
 
-    def batch(self, split: str, batch_size: int, generator: torch.Generator | None = None):
-        xs, ys = zip(*self.draw(split, batch_size, generator))
+    def collate(self, examples: list) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = zip(*examples)
         return _pad(list(xs), self.pad_id), _pad(list(ys), IGNORE_INDEX)
 
 
@@ -108,8 +121,8 @@ class PreferenceBatches(_Examples):
 
         super().__init__(tokenizer, splits, block_size, encode)
 
-    def batch(self, split: str, batch_size: int, generator: torch.Generator | None = None):
-        xc, yc, xr, yr = zip(*self.draw(split, batch_size, generator))
+    def collate(self, examples: list) -> tuple[torch.Tensor, torch.Tensor]:
+        xc, yc, xr, yr = zip(*examples)
         return _pad(list(xc + xr), self.pad_id), _pad(list(yc + yr), IGNORE_INDEX)
 
 
@@ -173,14 +186,15 @@ class DPOLoss:
 
     @torch.no_grad()
     def mean_margin(self, model: torch.nn.Module, batches: PreferenceBatches, split: str = "val",
-                    batch_size: int = 64, seed: int = 0) -> float:
-        """The mean margin over one fixed batch of `split`'s pairs: how far the policy prefers the chosen answers."""
+                    batch_size: int = 64) -> float:
+        """The mean margin over every pair of `split`: how far the policy prefers the chosen answers."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
         try:
-            batch = tuple(t.to(device) for t in batches.batch(split, batch_size, torch.Generator().manual_seed(seed)))
-            return dpo_loss(*self.pair_logprobs(model, batch), self.beta)[1].mean().item()
+            margins = [dpo_loss(*self.pair_logprobs(model, tuple(t.to(device) for t in batch)), self.beta)[1]
+                       for batch in batches.in_order(split, batch_size)]
+            return torch.cat(margins).mean().item()
         finally:
             model.train(was_training)
 
