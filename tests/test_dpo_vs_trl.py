@@ -39,13 +39,6 @@ TRIPLES = [  # different lengths; the last two answers share all but their last 
 ]
 
 
-class InOrder(PreferenceBatches):
-    """Every pair once, in order (instead of a random draw), so row i is TRIPLES[i]."""
-
-    def draw(self, split, batch_size, generator):
-        return self.examples[split]
-
-
 def perturbed(model: GPT, scale: float, seed: int) -> GPT:
     torch.manual_seed(seed)
     with torch.no_grad():
@@ -66,10 +59,10 @@ def models():
 def ours(models):
     """Our per-pair log-probs (policy chosen, rejected; reference chosen, rejected), margins and loss on all pairs."""
     policy, reference = models
-    batches = InOrder(TOKENIZER, {"train": TRIPLES}, CONFIG.block_size)
+    batches = PreferenceBatches(TOKENIZER, {"train": TRIPLES}, CONFIG.block_size)
     assert len(batches.examples["train"]) == len(TRIPLES)
-    with torch.no_grad():
-        logprobs = DPOLoss(reference, BETA).pair_logprobs(policy, batches.batch("train", len(TRIPLES)))
+    with torch.no_grad():  # every pair once, in order: row i is TRIPLES[i]
+        logprobs = DPOLoss(reference, BETA).pair_logprobs(policy, next(batches.in_order("train", len(TRIPLES))))
         loss, margins = dpo_loss(*logprobs, BETA)
     return logprobs, margins, loss
 
@@ -108,7 +101,7 @@ def test_trl_scores_the_ids_we_score(trl_trainer):
             assert row["prompt_ids"] + answer_ids == ids
             assert [False] * len(row["prompt_ids"]) + [True] * len(answer_ids) == scored  # the answer and its <|end|>
     batch = trl_trainer.data_collator(rows)
-    x, y = InOrder(TOKENIZER, {"train": TRIPLES}, CONFIG.block_size).batch("train", len(TRIPLES))
+    x, y = next(PreferenceBatches(TOKENIZER, {"train": TRIPLES}, CONFIG.block_size).in_order("train", len(TRIPLES)))
     for i, length in enumerate(batch["attention_mask"].sum(dim=1).tolist()):  # row i of each, padding aside
         ids, scored = batch["input_ids"][i, :length], batch["completion_mask"][i, :length].bool()
         assert ids[:-1].tolist() == x[i, :length - 1].tolist()  # our inputs: every id but the last

@@ -70,14 +70,20 @@ class _Examples:
             self.buckets[split] = list(by_length.values())
 
     def batch(self, split: str, batch_size: int, generator: torch.Generator | None = None):
-        """`batch_size` examples of `split` drawn at random from one length bucket, padded into (x, y)."""
+        """`batch_size` examples of `split` drawn at random from one length bucket, padded into (x, y).
+
+        Example: `x, y = batches.batch("train", 32, torch.Generator().manual_seed(0))`.
+        """
         examples, buckets = self._split(split), self.buckets[split]
         sizes = torch.tensor([len(b) for b in buckets], dtype=torch.float)
         bucket = buckets[torch.multinomial(sizes, 1, generator=generator).item()]
         return self.collate([examples[bucket[i]] for i in torch.randint(len(bucket), (batch_size,), generator=generator).tolist()])
 
     def in_order(self, split: str, batch_size: int):
-        """Every example of `split` once, in order, as padded batches of up to `batch_size`: for exact means."""
+        """Every example of `split` once, in order, as padded batches of up to `batch_size`: for exact means.
+
+        Example: `sum(len(x) for x, _ in batches.in_order("val", 64))` counts the val rows.
+        """
         examples = self._split(split)
         for start in range(0, len(examples), batch_size):
             yield self.collate(examples[start:start + batch_size])
@@ -88,6 +94,7 @@ class _Examples:
         return self.examples[split]
 
     def collate(self, examples: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoded examples as one padded (x, y), laid out as the subclass trains on them."""
         raise NotImplementedError
 
 
