@@ -47,6 +47,7 @@ def test_the_environment_switches_the_choice_for_runs_that_leave_it_unset(monkey
     with pytest.raises(ValueError, match="BUILDGPT_BF16 is 'yes': set it to 1"):
         precision.use_bf16(wide, "cpu")
 
+
 def test_training_in_bf16_on_the_cpu_learns_as_float32_does():
     data = torch.arange(4000) % 16  # a cycle: the next token is always the current one plus one
     batches = TokenBatches(data[:3600], data[3600:], SMALL.block_size)

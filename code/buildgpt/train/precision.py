@@ -16,10 +16,10 @@ dominate the step:
   nothing at 128, where the choice then changes only the rounding.)
 
 Two of the book's 128-wide runs keep float32 in their settings, measured: the calculator (no
-faster in its short unpadded rows) and the assistant (its DPO claims failed on two seeds after
-a bfloat16 SFT). `TrainConfig.bf16` overrides the choice either way for one run, and the
-environment variable `BUILDGPT_BF16` (0 or 1) for every run that leaves it unset, e.g.
-`BUILDGPT_BF16=0 make book`.
+faster in its short unpadded rows) and the assistant (no DPO learning rate kept its accuracy
+claim at the page's seed in both precisions). `TrainConfig.bf16` overrides the choice either
+way for one run, and the environment variable `BUILDGPT_BF16` (0 or 1) for every run that
+leaves it unset, e.g. `BUILDGPT_BF16=0 make book`.
 """
 
 from __future__ import annotations
