@@ -79,6 +79,7 @@ def test_a_second_preparation_reuses_the_files(corpus):
     stamp = (first.folder / "train.bin").stat().st_mtime_ns
     again = corpus()
     assert (again.folder / "train.bin").stat().st_mtime_ns == stamp
+    assert first.built and not again.built  # the corpus says which it did
     assert np.array_equal(first.train, again.train)
 
 
@@ -99,7 +100,7 @@ def test_damaged_or_stale_files_are_rebuilt_never_used(corpus, damage):
     else:
         (folder / "meta.json").unlink()  # what an interrupted preparation leaves
     rebuilt = corpus()
-    assert np.array_equal(rebuilt.train, good)
+    assert rebuilt.built and np.array_equal(rebuilt.train, good)
 
 
 def test_an_interrupted_preparation_leaves_nothing_that_counts_as_prepared(corpus, monkeypatch):

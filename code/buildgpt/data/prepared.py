@@ -1,6 +1,6 @@
 """A large corpus prepared once into token files on disk: character ids, split by book, memory-mapped.
 
-88 million characters as a Python list of ints would take gigabytes; as one byte per character
+88 million characters as a Python list of ints would take most of a gigabyte; as one byte per character
 in a file they take 88 MB, and `numpy.memmap` reads only the windows a batch needs. The text is
 streamed from the compressed file (never held whole), each book goes to train or val whole, so
 no book is in both. The result is reused while the corpus and the vocabulary stay the same; a
@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ class PreparedCorpus:
     val: np.ndarray
     train_books: list[str]
     val_books: list[str]
+    built: bool = False  # True when this call wrote the files; False when it found them valid and reused them
 
     def batches(self, block_size: int) -> TokenBatches:
         """Random windows of `block_size` tokens, read straight from the files."""
@@ -133,7 +134,7 @@ def _prepare(corpus: str, extra_texts: tuple[str, ...], folder: Path, key: dict,
         meta[split] = {"tokens": part.stat().st_size, "sha256": _file_sha256(part), "books": split_books[split]}
         part.replace(folder / f"{split}.bin")
     write_text_atomically(folder / "meta.json", json.dumps(meta, ensure_ascii=False))  # last: marks it complete
-    return _load_if_valid(folder, key)
+    return replace(_load_if_valid(folder, key), built=True)
 
 
 def _encode(corpus: str, books: list[tuple[str, int, str]], folder: Path, progress: bool):
