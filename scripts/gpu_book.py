@@ -6,6 +6,7 @@ on the CPU under `smoke`. scripts/gpu_html.py turns its archive into the HTML bo
 
     python scripts/gpu_book.py check-wheels WHEELS REQUIREMENTS
     python scripts/gpu_book.py run OUTDIR [--profile gpu] [--chapters book/01-bigram ...] [--minutes 9] [--jobs 4]
+    python scripts/gpu_book.py cells ARCHIVE [--at-least 2]   # the slowest cells of each chapter it holds
 
 Chapters that time the GPU itself run first, alone; the rest run `--jobs` at a time, longest planned
 first, each kernel with its share of the cores (buildgpt.settings.gpu_plan explains why and plans it).
@@ -252,6 +253,35 @@ def execute_takeaway(cell_timeout: int, deadline: float, env: dict[str, str]):
 # ------------------------------------------------------------------------- the files
 
 
+def cell_seconds(notebook) -> list[tuple[float, str]]:
+    """(seconds, first line) of each code cell that recorded its timing (nbclient does), in order."""
+    timed = []
+    for cell in notebook.cells:
+        timing = cell.get("metadata", {}).get("execution", {})
+        if cell.cell_type == "code" and "iopub.execute_input" in timing and "shell.execute_reply" in timing:
+            start, end = (datetime.fromisoformat(timing[key].replace("Z", "+00:00"))
+                          for key in ("iopub.execute_input", "shell.execute_reply"))
+            first_line = next((line for line in cell.source.splitlines() if line.strip()), "")
+            timed.append(((end - start).total_seconds(), first_line))
+    return timed
+
+
+def slowest_cells(archive: Path, at_least: float = 2.0) -> str:
+    """Per chapter in `archive`, its cells that took `at_least` seconds, slowest first: where a page's time goes."""
+    import nbformat
+
+    report = []
+    with tarfile.open(archive) as tar:
+        for member in sorted(tar.getnames()):
+            if member.endswith(".ipynb"):
+                notebook = nbformat.reads(tar.extractfile(member).read().decode(), as_version=4)
+                timed = cell_seconds(notebook)
+                slow = sorted((t for t in timed if t[0] >= at_least), reverse=True)
+                report.append(f"{member}: {sum(t for t, _ in timed) / 60:.2f} min in {len(timed)} cells")
+                report += [f"  {seconds:7.1f} s  {line[:100]}" for seconds, line in slow]
+    return "\n".join(report)
+
+
 def write_archive(path: Path, manifest: dict, notebooks: dict, results: Path) -> float:
     """Write the archive atomically and return its size in MB: `notebooks` by their name without .ipynb
     (`book/01-bigram`, and `TAKEAWAY` when it was run)."""
@@ -379,7 +409,13 @@ def main(argv=None) -> int:
     book.add_argument("--minutes", type=float, default=8.5,
                       help="stop starting cells after this long (the GPU machine allows 10 minutes a command)")
     book.add_argument("--jobs", type=int, help="chapters at once, besides those run alone (default: the gpu plan's)")
+    cells = commands.add_parser("cells", help="the slowest cells of each chapter in an archive")
+    cells.add_argument("archive", type=Path)
+    cells.add_argument("--at-least", type=float, default=2.0, help="list cells that took this many seconds or more")
     args = parser.parse_args(argv)
+    if args.command == "cells":
+        print(slowest_cells(args.archive, args.at_least))
+        return 0
     if args.command == "check-wheels":
         if problems := check_wheels(args.folder, args.requirements):
             print("error: the wheels do not match scripts/gpu-requirements.txt (run `make gpu-wheels`):\n  "

@@ -236,3 +236,23 @@ def test_glue_needs_no_sphinx():
             "glue('x', 1.5, display=False)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_cells_lists_each_chapters_slow_cells_slowest_first(tmp_path, capsys):
+    def cell(source: str, start: str, end: str):
+        code = nbformat.v4.new_code_cell(source)
+        code.metadata["execution"] = {"iopub.execute_input": start, "shell.execute_reply": end}
+        return code
+
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("prose has no timing"),
+        cell("\nquick = 1", "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.500Z"),
+        cell("train(model)", "2026-01-01T00:00:01Z", "2026-01-01T00:01:31Z"),
+        cell("evaluate(model)", "2026-01-01T00:01:31Z", "2026-01-01T00:01:43Z"),
+        nbformat.v4.new_code_cell("never_ran()")])
+    archive = make_archive(tmp_path / "a.tar.gz", {}, {"book/x.ipynb": nbformat.writes(notebook)})
+    assert gpu_book.cell_seconds(notebook) == [(0.5, "quick = 1"), (90.0, "train(model)"), (12.0, "evaluate(model)")]
+    assert gpu_book.main(["cells", str(archive), "--at-least", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "book/x.ipynb: 1.71 min in 3 cells"
+    assert [line.split("s  ", 1)[1] for line in lines[1:]] == ["train(model)", "evaluate(model)"]
