@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -103,12 +102,3 @@ def test_token_batches_draw_windows_of_each_split(ramp):
         source.batch("test", 2)
 
 
-def test_a_memory_mapped_token_file_gives_the_same_batches_as_a_tensor(tmp_path):
-    data = torch.randint(0, 185, (5000,), generator=torch.Generator().manual_seed(0))
-    file = tmp_path / "tokens.bin"
-    data.numpy().astype(np.uint8).tofile(file)
-    mapped = np.memmap(file, dtype=np.uint8, mode="r")
-    x, y = get_batch(data, 8, 16, generator=torch.Generator().manual_seed(3))
-    mx, my = get_batch(mapped, 8, 16, generator=torch.Generator().manual_seed(3))
-    assert mx.dtype == torch.long and mx.is_contiguous()
-    assert torch.equal(x, mx) and torch.equal(y, my)

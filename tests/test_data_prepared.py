@@ -10,9 +10,11 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from buildgpt.data import prepared, registry
-from buildgpt.data.prepared import SEPARATOR, PreparedCorpusError, book_splits, prepare_corpus
+from buildgpt.data.batches import get_batch
+from buildgpt.data.prepared import SEPARATOR, FileBatches, PreparedCorpusError, book_splits, prepare_corpus
 from buildgpt.data.registry import Dataset, DatasetError
 
 BOOKS = [f"Book {i}: " + "abcdefghij"[i % 10] * (30 + i) + f" the end of {i}.\n" for i in range(23)]
@@ -163,3 +165,19 @@ def test_processes_preparing_at_once_prepare_once_and_all_get_the_files(corpus, 
     lengths = {f.read_text() for f in tmp_path.glob("length-*")}
     assert len(lengths) == 1 and int(lengths.pop()) > 0
     assert len(log.read_text().split()) == 1
+
+
+def test_file_batches_from_a_memory_mapped_file_equal_get_batch_on_a_tensor(tmp_path):
+    """The page's plain `get_batch` and the file reader draw the same windows from the same ids and seed."""
+    data = torch.randint(0, 185, (5000,), generator=torch.Generator().manual_seed(0))
+    file = tmp_path / "tokens.bin"
+    data.numpy().astype(np.uint8).tofile(file)
+    mapped = np.memmap(file, dtype=np.uint8, mode="r")
+    source = FileBatches(mapped, mapped[:100], block_size=16)
+    for split, ids in (("train", data), ("val", data[:100])):
+        x, y = get_batch(ids, 8, 16, generator=torch.Generator().manual_seed(3))
+        mx, my = source.batch(split, 8, torch.Generator().manual_seed(3))
+        assert mx.dtype == torch.long and mx.is_contiguous()
+        assert torch.equal(x, mx) and torch.equal(y, my)
+    with pytest.raises(ValueError, match="block_size=16 needs 17"):
+        FileBatches(mapped, mapped[:10], block_size=16).batch("val", 2)

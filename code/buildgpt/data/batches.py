@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 
@@ -18,26 +17,27 @@ def train_val_split(data: torch.Tensor, train_fraction: float = 0.9) -> tuple[to
     return data[:n], data[n:]
 
 
-def get_batch(data: torch.Tensor | np.ndarray, batch_size: int, block_size: int, device: str | torch.device = "cpu",
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`batch_size` random windows of `block_size` tokens (x) and the same windows shifted by one (y).
+def check_fits_one_window(n_tokens: int, block_size: int) -> None:
+    """Raise a clear error when `n_tokens` cannot fill one window of `block_size` plus its next token.
 
-    `data` is a tensor, or a numpy array such as a memory-mapped token file, of which only the
-    windows are read.
+    Example: `check_fits_one_window(100, block_size=8)` passes; `check_fits_one_window(8, 8)` raises.
     """
-    if len(data) < block_size + 1:
+    if n_tokens < block_size + 1:
         raise ValueError(
-            f"the data has {len(data)} tokens, but one window of block_size={block_size} needs "
+            f"the data has {n_tokens} tokens, but one window of block_size={block_size} needs "
             f"{block_size + 1} (inputs plus the next token); use more text or a smaller block_size"
         )
-    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
-    offsets = torch.arange(block_size)
-    if isinstance(data, np.ndarray):
-        windows = torch.from_numpy(data[(starts[:, None] + torch.arange(block_size + 1)).numpy()].astype(np.int64))
-        return windows[:, :-1].contiguous().to(device), windows[:, 1:].contiguous().to(device)
-    x = data[starts[:, None] + offsets]
-    y = data[starts[:, None] + offsets + 1]
-    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def get_batch(data: torch.Tensor, batch_size: int, block_size: int, device: str | torch.device = "cpu",
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`batch_size` random windows of `block_size` tokens (x) and the same windows shifted by one (y)."""
+    check_fits_one_window(len(data), block_size)
+    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,)
+    offsets = torch.arange(block_size)  # (T,)
+    x = data[starts[:, None] + offsets]  # (B, T)
+    y = data[starts[:, None] + offsets + 1]  # (B, T)
+    return x.to(device), y.to(device)
 
 
 class TokenBatches:

@@ -20,11 +20,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..utils.files import write_text_atomically
 from ..utils.progress import tqdm
 from . import registry
-from .batches import TokenBatches
+from .batches import TokenBatches, check_fits_one_window
 
 FORMAT = "buildgpt-prepared-1"
 SEPARATOR = "\n\n"  # between two books in the corpus file
@@ -47,9 +48,25 @@ class PreparedCorpus:
     val_books: list[str]
     built: bool = False  # True when this call wrote the files; False when it found them valid and reused them
 
-    def batches(self, block_size: int) -> TokenBatches:
+    def batches(self, block_size: int) -> FileBatches:
         """Random windows of `block_size` tokens, read straight from the files."""
-        return TokenBatches(self.train, self.val, block_size)
+        return FileBatches(self.train, self.val, block_size)
+
+
+class FileBatches(TokenBatches):
+    """`TokenBatches` over numpy arrays such as memory maps: a batch reads only its windows' bytes.
+
+    Draws the same windows as `get_batch` on the same ids and generator.
+    Example: `FileBatches(np.memmap("train.bin", np.uint8), val, block_size=64).batch("train", 32)`.
+    """
+
+    def batch(self, split: str, batch_size: int, generator: torch.Generator | None = None):
+        data = self.splits[split]
+        check_fits_one_window(len(data), self.block_size)
+        starts = torch.randint(len(data) - self.block_size, (batch_size,), generator=generator)  # (B,)
+        rows = starts.numpy()[:, None] + np.arange(self.block_size + 1)  # (B, T+1) positions in the file
+        windows = torch.from_numpy(data[rows].astype(np.int64))  # (B, T+1), ids widened from uint8
+        return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
 
 
 def book_splits(manifest: dict) -> list[tuple[str, int, str]]:
