@@ -67,3 +67,8 @@ def test_autocast_runs_the_matrix_multiplications_in_bf16():
         assert model.lm_head(x).dtype == torch.bfloat16
     with precision.autocast(model, "cpu", setting=False):
         assert model.lm_head(x).dtype == torch.float32
+
+
+def test_compile_is_on_by_default_only_on_cuda_and_a_setting_wins():
+    assert not precision.use_compile("cpu") and precision.use_compile("cuda:0")
+    assert precision.use_compile("cpu", True) and not precision.use_compile("cuda", False)

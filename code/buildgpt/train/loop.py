@@ -142,8 +142,7 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
     if config.resume and out_dir and (out_dir / "last.safetensors").is_file():
         start, history = _resume(out_dir / "last.safetensors", model, optimizer, batch_rng, eval_rng, config.seed)
 
-    use_compile = config.compile if config.compile is not None else device.startswith("cuda")
-    runner = torch.compile(model) if use_compile else model
+    runner = torch.compile(model) if precision.use_compile(device, config.compile) else model
     autocast = precision.autocast(model, device, config.bf16)
     meta = {"train_config": asdict(config), **(meta or {})}
     tokens = history.tokens[-1] if history.tokens else 0

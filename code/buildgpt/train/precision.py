@@ -72,3 +72,11 @@ def autocast(model: torch.nn.Module, device: str, setting: bool | None = None) -
     if not use_bf16(model, device, setting):
         return nullcontext()
     return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+
+
+def use_compile(device: str, setting: bool | None = None) -> bool:
+    """Whether to train through `torch.compile`: `setting` if given, else only on CUDA, where it pays back its warm-up.
+
+    Example: `use_compile("cpu")` is False; `use_compile("cpu", True)` is True.
+    """
+    return setting if setting is not None else device.startswith("cuda")
