@@ -236,6 +236,15 @@ def test_resume_refuses_another_model(tmp_path):
         run(replace(RUN, max_iters=10, out_dir=str(tmp_path), resume=True), model=other)
 
 
+def test_resume_from_a_truncated_checkpoint_says_how_to_start_over_and_keeps_the_file(tmp_path):
+    run(replace(RUN, max_iters=5, out_dir=str(tmp_path)))
+    last = tmp_path / "last.safetensors"
+    last.write_bytes(last.read_bytes()[:500])
+    with pytest.raises(checkpoint.CheckpointError, match="cannot resume: .* move it aside"):
+        run(replace(RUN, max_iters=10, out_dir=str(tmp_path), resume=True))
+    assert last.stat().st_size == 500 and (tmp_path / "best.safetensors").is_file()
+
+
 # ---------------------------------------------------------------- divergence
 
 

@@ -161,8 +161,9 @@ def sample_model(path: str, device: str, weights: str | None, use_cache: bool):
     stored = ckpt.meta.get("weights", "fp32")
     weights = WEIGHTS.get(weights, weights) or (stored if stored != "fp32" else "fp16" if use_cache else "fp32")
     if stored != "fp32" and weights != stored:
-        raise checkpoint.CheckpointError(f"{path} holds {stored} weights; it cannot be sampled as {weights}. "
-                                         "Quantize the float32 checkpoint it came from instead")
+        raise checkpoint.CheckpointError(f"{path} holds {stored} weights; it cannot be sampled as {weights}. Leave out "
+                                         f"--weights to sample it as {stored}, or give --weights {weights} with the "
+                                         "float32 checkpoint it was quantized from")
     if stored == "fp32" and weights == "fp16":
         model = with_half_weights(model)
     elif stored == "fp32" and weights != "fp32":

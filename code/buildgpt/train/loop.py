@@ -231,7 +231,11 @@ def _resume(path: Path, model, optimizer, batch_rng: torch.Generator, eval_rng: 
     Into one process or many, DDP or FSDP2, whatever wrote the file. A rank the file holds no
     batch stream for (more ranks than the run that wrote it) starts a fresh one of its own.
     """
-    ckpt = checkpoint.load(path, expected_config=checkpoint.model_config_of(model))
+    try:
+        ckpt = checkpoint.load(path, expected_config=checkpoint.model_config_of(model))
+    except checkpoint.CheckpointError as e:
+        raise checkpoint.CheckpointError(f"cannot resume: {e}. The file is left as it is; to start over, move it "
+                                         "aside and train without resume") from None
     sharded.load_full_state(model, optimizer, ckpt.model_state, ckpt.optimizer_state)
     rank = rank_and_world_size()[0]
     states = [s.clone() for s in ckpt.rng_state]  # set_state rejects views
