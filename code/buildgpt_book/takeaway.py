@@ -229,10 +229,7 @@ def assemble() -> str:
         piece(chars.CharTokenizer, drop=("save", "load", "not chars", "not text", "for i in ids", "ids", CHARS_CHECK),
               edits=((ENCODE_CHECK, "return [self.stoi[c] for c in text]"),)),
         piece(batches.train_val_split, drop=("not 0 < train_fraction < 1",)),
-        piece(batches.get_batch, drop=("isinstance(data, np.ndarray)", "len(data) < block_size + 1"), edits=(
-            ("torch.Tensor | np.ndarray", "torch.Tensor"),
-            ("`data` is a tensor, or a numpy array such as a memory-mapped token file, of which only the\n"
-             "    windows are read.\n", "`data` is a tensor of token ids.\n"))),
+        piece(batches.get_batch, edits=(("    check_fits_one_window(len(data), block_size)\n", ""),)),
         "# ---- the model: attention (chapter 2), then the GPT (chapter 3)",
         f"IGNORE_INDEX = {loss.IGNORE_INDEX}  # a target equal to this is not scored", piece(loss.cross_entropy),
         piece(attention.causal_mask), piece(attention.attention_weights),
