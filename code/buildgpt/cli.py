@@ -162,8 +162,7 @@ def sample_model(path: str, device: str, weights: str | None, use_cache: bool):
     weights = WEIGHTS.get(weights, weights) or (stored if stored != "fp32" else "fp16" if use_cache else "fp32")
     if stored != "fp32" and weights != stored:
         raise checkpoint.CheckpointError(f"{path} holds {stored} weights; it cannot be sampled as {weights}. Leave out "
-                                         f"--weights to sample it as {stored}, or give --weights {weights} with the "
-                                         "float32 checkpoint it was quantized from")
+                                         f"--weights to sample it as {stored}, or sample the float32 checkpoint it came from")
     if stored == "fp32" and weights == "fp16":
         model = with_half_weights(model)
     elif stored == "fp32" and weights != "fp32":
