@@ -10,6 +10,9 @@ def train_val_split(data: torch.Tensor, train_fraction: float = 0.9) -> tuple[to
 
     A contiguous split (not a shuffled one) keeps validation text the model has never seen
     in any context.
+
+    >>> [part.tolist() for part in train_val_split(torch.arange(10), 0.8)]
+    [[0, 1, 2, 3, 4, 5, 6, 7], [8, 9]]
     """
     if not 0 < train_fraction < 1:
         raise ValueError(f"train_fraction must be between 0 and 1, got {train_fraction}")
@@ -31,7 +34,12 @@ def check_fits_one_window(n_tokens: int, block_size: int) -> None:
 
 def get_batch(data: torch.Tensor, batch_size: int, block_size: int, device: str | torch.device = "cpu",
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`batch_size` random windows of `block_size` tokens (x) and the same windows shifted by one (y)."""
+    """`batch_size` random windows of `block_size` tokens (x) and the same windows shifted by one (y).
+
+    >>> x, y = get_batch(torch.arange(100), batch_size=2, block_size=4)
+    >>> (y - x).unique().tolist()  # every target is the token after its input
+    [1]
+    """
     check_fits_one_window(len(data), block_size)
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,)
     offsets = torch.arange(block_size)  # (T,)

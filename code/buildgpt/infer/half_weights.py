@@ -43,5 +43,6 @@ def with_half_weights(model: nn.Module) -> nn.Module:
 
     The original is untouched (training it later does not leave stale copies behind). The
     copy is in eval mode with gradients off.
+    Example: `generate(with_half_weights(model), prompt, max_new_tokens=100)`.
     """
     return replace_linears(model, HalfWeightLinear)

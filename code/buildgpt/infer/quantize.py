@@ -85,7 +85,11 @@ def quantize(weight: torch.Tensor, format: str) -> Quantized:
 
 
 def dequantize(q: Quantized) -> torch.Tensor:
-    """The float32 matrix that `q` stands for."""
+    """The float32 matrix that `q` stands for.
+
+    >>> dequantize(quantize(torch.tensor([[1.0, -0.5, 0.0]]), "int8"))  # the largest and 0 exact, -0.5 to a step of 1/127
+    tensor([[ 1.0000, -0.5039,  0.0000]])
+    """
     if q.format == "int8":
         return q.codes.float() * q.scales[:, None]
     if q.format == "q8_0":

@@ -11,6 +11,7 @@ def check_sampling_args(max_new_tokens: int, temperature: float, top_k: int | No
 
     `max_new_tokens=0` is allowed and generates nothing; `temperature=0` means greedy;
     a `top_k` larger than the vocabulary keeps the whole vocabulary.
+    Example: `check_sampling_args(100, temperature=0.8, top_k=40, top_p=None)` passes; `top_k=0` raises.
     """
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
@@ -29,6 +30,9 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     Temperature divides the logits: below 1 sharpens the distribution, above 1 flattens it.
     top-k keeps the k likeliest tokens; top-p keeps the smallest set whose probability
     reaches p. Both cut off the long tail of unlikely tokens that makes samples derail.
+
+    >>> sample_next(torch.tensor([[0.0, 5.0, 1.0]]), temperature=0)  # greedy: the largest logit
+    tensor([[1]])
     """
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)

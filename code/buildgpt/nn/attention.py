@@ -26,7 +26,13 @@ def causal_mask(T: int, device=None) -> torch.Tensor:
 
 
 def attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """softmax(q kᵀ / sqrt(d)), each query blind to later keys: (..., T, T), rows summing to 1."""
+    """softmax(q kᵀ / sqrt(d)), each query blind to later keys: (..., T, T), rows summing to 1.
+
+    >>> attention_weights(torch.zeros(3, 2), torch.zeros(3, 2))  # equal scores: the average of the past
+    tensor([[1.0000, 0.0000, 0.0000],
+            [0.5000, 0.5000, 0.0000],
+            [0.3333, 0.3333, 0.3333]])
+    """
     T = q.size(-2)
     scores = q @ k.transpose(-2, -1) / math.sqrt(k.size(-1))  # (..., T, T)
     scores = scores.masked_fill(~causal_mask(T, q.device), float("-inf"))  # no peeking ahead

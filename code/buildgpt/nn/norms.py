@@ -8,7 +8,11 @@ import torch.nn.functional as F
 
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
-    """LayerNorm written out: each position's features to mean 0 and variance 1, then scale and shift."""
+    """LayerNorm written out: each position's features to mean 0 and variance 1, then scale and shift.
+
+    >>> layer_norm(torch.tensor([[1.0, 2.0, 3.0]]), weight=torch.ones(3), bias=None).round(decimals=3)
+    tensor([[-1.2250,  0.0000,  1.2250]])
+    """
     centered = x - x.mean(dim=-1, keepdim=True)
     var = centered.pow(2).mean(dim=-1, keepdim=True)  # the population variance, as nn.LayerNorm
     x = centered * torch.rsqrt(var + eps) * weight

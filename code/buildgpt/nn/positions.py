@@ -49,7 +49,11 @@ def sinusoidal_offset_matrix(offset: int, dim: int, base: float = 10000.0) -> to
 
 
 def rope_angles(positions: torch.Tensor, head_size: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the rotation angle of each channel pair at each position: (T, head_size / 2) each."""
+    """cos and sin of the rotation angle of each channel pair at each position: (T, head_size / 2) each.
+
+    >>> [part.shape for part in rope_angles(torch.arange(3), head_size=4)]
+    [torch.Size([3, 2]), torch.Size([3, 2])]
+    """
     if head_size % 2:
         raise ValueError(f"RoPE rotates pairs of channels; head_size={head_size} is odd")
     frequencies = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32, device=positions.device) / head_size)
@@ -58,7 +62,12 @@ def rope_angles(positions: torch.Tensor, head_size: int, base: float = 10000.0) 
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs (0,1), (2,3), ... of x (..., T, head_size) by the angles of each position."""
+    """Rotate channel pairs (0,1), (2,3), ... of x (..., T, head_size) by the angles of each position.
+
+    >>> x = torch.randn(5, 4)
+    >>> torch.allclose(apply_rope(x, *rope_angles(torch.arange(5), 4)).norm(dim=-1), x.norm(dim=-1))  # lengths kept
+    True
+    """
     even, odd = x[..., 0::2].float(), x[..., 1::2].float()
     rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
     return rotated.flatten(-2).type_as(x)
@@ -66,7 +75,11 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 def alibi_slopes(n_head: int) -> torch.Tensor:
     """The paper's per-head slopes: a geometric sequence starting at 2^(-8/n) for n a power of two;
-    otherwise the slopes of the nearest smaller power of two, then every other slope of the next."""
+    otherwise the slopes of the nearest smaller power of two, then every other slope of the next.
+
+    >>> alibi_slopes(4).tolist()
+    [0.25, 0.0625, 0.015625, 0.00390625]
+    """
     def geometric(n: int) -> list[float]:
         start = 2 ** (-8 / n)
         return [start ** (i + 1) for i in range(n)]

@@ -42,6 +42,7 @@ def split_loss(model: torch.nn.Module, data: torch.Tensor, block_size: int, batc
     Unlike `estimate_loss`, nothing is sampled: each of the len(data) - 1 next-token
     predictions is scored once, so the number is exact and repeatable. Positions early in a
     window see less context, as they do in training.
+    Example: `split_loss(model, val_data, model.config.block_size)`.
     """
     if len(data) < 2:
         raise ValueError(f"the data has {len(data)} tokens; scoring needs at least 2")
@@ -73,6 +74,9 @@ def bits_per_byte(loss: float, n_tokens: int, n_bytes: int) -> float:
     A loss per token depends on how much text a token holds, so it cannot compare models with
     different tokenizers. The total, `loss * n_tokens` nats, is the cost of the whole text
     whatever the tokens; spread over its bytes and converted to base 2 (divided by ln 2), it can.
+
+    >>> bits_per_byte(math.log(2), n_tokens=4, n_bytes=8)  # a bit per token, two bytes per token
+    0.5
     """
     if n_tokens < 1 or n_bytes < 1:
         raise ValueError(f"need at least one token and one byte, got n_tokens={n_tokens}, n_bytes={n_bytes}")

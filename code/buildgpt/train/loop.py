@@ -101,7 +101,10 @@ def rank_and_world_size() -> tuple[int, int]:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: str) -> torch.optim.AdamW:
-    """AdamW that decays matrices (weights, embeddings) but not biases and norm gains."""
+    """AdamW that decays matrices (weights, embeddings) but not biases and norm gains.
+
+    Example: `make_optimizer(model, TrainConfig(weight_decay=0.1), "cpu").param_groups[1]["weight_decay"]` is 0.0.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
