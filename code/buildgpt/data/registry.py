@@ -92,6 +92,7 @@ def cache_dir() -> Path:
 
 
 def get(name: str) -> Dataset:
+    """The registry's entry for dataset `name`, or an error listing the known ones. Example: `get("tinyshakespeare").sha256`."""
     try:
         return REGISTRY[name]
     except KeyError:
@@ -99,6 +100,7 @@ def get(name: str) -> Dataset:
 
 
 def sha256_of(path: Path) -> str:
+    """The file's SHA-256 as hex, read in blocks. Example: `sha256_of(path("tinyshakespeare"))`."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(_CHUNK):
@@ -136,7 +138,10 @@ def _download(dataset: Dataset, target: Path) -> Path:
 
 
 def path(name: str) -> Path:
-    """The verified local file of dataset `name`, downloading it into `data/` if need be."""
+    """The verified local file of dataset `name`, downloading it into `data/` if need be.
+
+    Example: `path("tinyshakespeare").name` is `'input.txt'`.
+    """
     dataset = get(name)
     roots = _roots()
     places = [root / dataset.location for root in roots]
@@ -165,6 +170,7 @@ def iter_text(name: str, chunk_chars: int = 1 << 22) -> Iterator[str]:
 
     For compressed datasets the decompressed bytes are hashed as they stream by and a
     mismatch raises at the end, after which no further piece is produced.
+    Example: `sum(len(piece) for piece in iter_text("gutenberg-novels"))` counts its characters.
     """
     dataset = get(name)
     file = path(name)

@@ -51,7 +51,7 @@ class KVCache:
 def supports_cache(model: GPT) -> bool:
     """Whether `forward_cached` computes what `model(idx)` does: a GPT whose forward is `GPT.forward`
     (not a variant with its own, such as Abacus), with batched or fused attention (the per-head
-    attention of chapter 3 keeps no cache)."""
+    attention of chapter 3 keeps no cache). Example: `supports_cache(GPT(GPTConfig(attention="fused")))` is True."""
     return type(model).forward is GPT.forward and model.config.attention != "per_head"
 
 
@@ -60,6 +60,7 @@ def forward_cached(model: GPT, idx: torch.Tensor, caches: list[KVCache]) -> torc
 
     The same computation as `GPT.forward` (tested equal), with two differences: positions start
     where the cache ends, and each attention layer reads and extends its cache.
+    Example: `caches = [KVCache() for _ in model.blocks]`, then `forward_cached(model, prompt, caches)`.
     """
     if not supports_cache(model):
         raise ValueError("the per-head attention keeps no KV cache; use attention='batched' or 'fused'")

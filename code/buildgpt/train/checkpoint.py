@@ -51,14 +51,20 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], param_groups: list) -
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The model itself, out of a torch.compile wrapper (`_orig_mod`) and a DDP wrapper (`module`)."""
+    """The model itself, out of a torch.compile wrapper (`_orig_mod`) and a DDP wrapper (`module`).
+
+    Example: `unwrap(torch.compile(model)) is model`.
+    """
     while isinstance(getattr(model, "_orig_mod", None) or getattr(model, "module", None), torch.nn.Module):
         model = getattr(model, "_orig_mod", None) or model.module
     return model
 
 
 def model_config_of(model: torch.nn.Module) -> dict:
-    """The config a checkpoint records: any model with a `.config` that has `to_dict()`."""
+    """The config a checkpoint records: any model with a `.config` that has `to_dict()`.
+
+    Example: `model_config_of(GPT(GPTConfig()))["n_layer"]`.
+    """
     config = getattr(unwrap(model), "config", None)
     if config is None or not hasattr(config, "to_dict"):
         raise CheckpointError(f"checkpoints need a model with a .config (a GPT); {type(model).__name__} has none")

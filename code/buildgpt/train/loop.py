@@ -94,7 +94,10 @@ class TrainingDiverged(RuntimeError):
 
 
 def rank_and_world_size() -> tuple[int, int]:
-    """This process's rank and the number of processes (0 and 1 without torch.distributed)."""
+    """This process's rank and the number of processes (0 and 1 without torch.distributed).
+
+    Example: `rank, world_size = rank_and_world_size()`; only rank 0 prints.
+    """
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -118,6 +121,7 @@ def set_gradient_sync(model: torch.nn.Module, enabled: bool) -> None:
 
     Accumulating micro-batches needs the sum only once, after the last: syncing every micro-step
     would send the same gradient bytes `grad_accum_steps` times.
+    Example: `set_gradient_sync(model, micro_step == grad_accum_steps - 1)` before each backward.
     """
     if hasattr(model, "require_backward_grad_sync"):  # DistributedDataParallel
         model.require_backward_grad_sync = enabled

@@ -35,7 +35,10 @@ MIN_CPU_WIDTH = 128  # embedding width from which bfloat16 autocast pays on a CP
 
 
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this CPU multiplies bfloat16 natively (Linux's flags avx512_bf16 or amx_bf16); False if unknown."""
+    """Whether this CPU multiplies bfloat16 natively (Linux's flags avx512_bf16 or amx_bf16); False if unknown.
+
+    Example: `cpu_has_native_bf16()` is True on a Zen 5 EPYC, False on an AVX2-only one.
+    """
     try:
         flags = cpuinfo.read_text()
     except OSError:
@@ -68,7 +71,10 @@ def use_bf16(model: torch.nn.Module, device: str, setting: bool | None = None) -
 
 
 def autocast(model: torch.nn.Module, device: str, setting: bool | None = None) -> AbstractContextManager:
-    """The context a training step's forward pass runs in: bfloat16 autocast, or nothing (float32)."""
+    """The context a training step's forward pass runs in: bfloat16 autocast, or nothing (float32).
+
+    Example: `with autocast(model, "cpu"): loss = loss_fn(model, batch)`.
+    """
     if not use_bf16(model, device, setting):
         return nullcontext()
     return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
