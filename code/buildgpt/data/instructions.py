@@ -191,7 +191,10 @@ class InstructionTask:
 
 
 def speech_lines(demos: list[tuple[Request, str]]) -> list[str]:
-    """Every line of speech in the demonstrations' answers (not their name lines), to draw spare lines from."""
+    """Every line of speech in the demonstrations' answers (not their name lines), to draw spare lines from.
+
+    Example: `speech_lines([(request, "ROMEO:\nO, she doth teach")])` is `['O, she doth teach']`.
+    """
     return [line for _, answer in demos for line in answer.split("\n")[1:]]
 
 

@@ -41,6 +41,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     The queries are the last q.size(-2) of k.size(-2) positions (a KV cache holds the rest).
     Cheaper than `attention.scaled_dot_product_attention` (tested equal): q is scaled, T·d
     numbers rather than T·T scores, and the mask is applied in place on the fresh scores.
+    Example: `out, weights = attend(q, k, v)` with q, k, v (B, n_head, T, head_size).
     """
     scores = (q / math.sqrt(q.size(-1))) @ k.transpose(-2, -1)
     if bias is not None:

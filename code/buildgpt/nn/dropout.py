@@ -23,7 +23,10 @@ def check_probability(p: float) -> None:
 
 
 def keep_mask(shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:
-    """A boolean mask that is True with probability 1 - p (rounded), and that probability."""
+    """A boolean mask that is True with probability 1 - p (rounded), and that probability.
+
+    Example: `keep, kept = keep_mask(torch.Size([8, 64]), 0.2)` gives an (8, 64) mask and `kept` = 0.80000305.
+    """
     dropped_levels = round(p * LEVELS)
     numel = shape.numel()
     words = torch.empty((numel + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None)  # all 64 bits random

@@ -22,7 +22,12 @@ import torch.nn as nn
 
 
 def sinusoidal_table(n_positions: int, dim: int, base: float = 10000.0, start: int = 0) -> torch.Tensor:
-    """(n_positions, dim): PE[p, 2i] = sin(p / base^(2i/dim)), PE[p, 2i+1] = cos(p / base^(2i/dim))."""
+    """(n_positions, dim): PE[p, 2i] = sin(p / base^(2i/dim)), PE[p, 2i+1] = cos(p / base^(2i/dim)).
+
+    >>> sinusoidal_table(2, 4)  # position 0 is sin 0 = 0 and cos 0 = 1 in every pair
+    tensor([[0.0000, 1.0000, 0.0000, 1.0000],
+            [0.8415, 0.5403, 0.0100, 0.9999]])
+    """
     if dim % 2:
         raise ValueError(f"the sinusoidal table needs an even dimension, got {dim}")
     positions = torch.arange(start, start + n_positions, dtype=torch.float32)[:, None]
@@ -38,6 +43,7 @@ def sinusoidal_offset_matrix(offset: int, dim: int, base: float = 10000.0) -> to
 
     Each (sin, cos) pair rotates by offset * frequency: the same rotation whatever p, which is
     why the paper expected the model to attend by relative position easily.
+    Example: `sinusoidal_table(10, 8)[:7] @ sinusoidal_offset_matrix(3, 8)` is rows 3..9 of the table, to rounding.
     """
     frequencies = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
     matrix = torch.zeros(dim, dim, dtype=torch.float64)
@@ -93,7 +99,11 @@ def alibi_slopes(n_head: int) -> torch.Tensor:
 
 def alibi_bias(n_head: int, t_query: int, t_key: int, device=None) -> torch.Tensor:
     """(n_head, t_query, t_key): -slope * distance from each query back to each key (queries are the
-    last t_query positions). Future keys get a positive bias here; the causal mask removes them."""
+    last t_query positions). Future keys get a positive bias here; the causal mask removes them.
+
+    >>> alibi_bias(1, 1, 3)  # one head (slope 1/256), the last query: keys 2, 1 and 0 positions back
+    tensor([[[-0.0078, -0.0039, -0.0000]]])
+    """
     query_pos = torch.arange(t_key - t_query, t_key, device=device)[:, None]
     key_pos = torch.arange(t_key, device=device)[None, :]
     distance = (query_pos - key_pos).float()

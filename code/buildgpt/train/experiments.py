@@ -61,7 +61,10 @@ def fit_and_score(build, schedule: TrainConfig, train_data: torch.Tensor, val_da
 def run_study(variants: dict[str, dict], seeds: list[int], base_model: GPTConfig, schedule: TrainConfig,
               train_data: torch.Tensor, val_data: torch.Tensor, vocab_size: int, device: str = "cpu",
               progress: bool = True) -> list[Run]:
-    """Every variant from every seed; the same data, steps and evaluation for all."""
+    """Every variant from every seed; the same data, steps and evaluation for all.
+
+    Example: `run_study({"rope": {"position": "rope"}}, [0, 1, 2], model, schedule, train, val, 65)`.
+    """
     jobs = [(name, seed) for name in variants for seed in seeds]
     runs = []
     for name, seed in tqdm(jobs, desc="runs", disable=not progress):
@@ -92,6 +95,7 @@ class Summary:
 
 
 def summarize(runs: list[Run]) -> dict[str, Summary]:
+    """Mean, spread and count of the val losses of each variant's seeds. Example: `summarize(runs)["rope"].mean`."""
     by_variant: dict[str, list[Run]] = {}
     for run in runs:
         by_variant.setdefault(run.variant, []).append(run)
@@ -144,6 +148,7 @@ def compare(candidate: Summary, baseline: Summary, confidence: float = 0.95) -> 
     With two or three seeds the spread is itself uncertain, so the interval uses Student's t with
     the Welch-Satterthwaite degrees of freedom, not a normal z: at two seeds a side its critical
     value is about 4.3, not 2.
+    Example: `compare(summaries["rope"], summaries["learned"])`.
     """
     difference = candidate.mean - baseline.mean
     if candidate.n < 2 or baseline.n < 2:
@@ -166,7 +171,7 @@ def regime(baseline_loss: float, bigram: float, steps: int) -> str:
     """A sentence that places a study's baseline against the counted bigram (`evaluate.bigram_loss`),
     so a reader knows whether its verdicts are about architectures or about the first steps of learning.
 
-    regime(2.279, 2.482, 600)  # '... still early in training ...'
+    Example: `regime(2.279, 2.482, 600)` says the models are still early in training.
     """
     gap = bigram - baseline_loss
     where = f"After {steps} steps the baseline ends at {baseline_loss:.3f}"
@@ -183,6 +188,7 @@ def extrapolation(model: GPT, val_data: torch.Tensor, lengths: list[int], max_to
     """Loss on the first `max_tokens` validation tokens, read in windows of each length.
 
     None where the model cannot run at that length (a learned table has no rows past it).
+    Example: `extrapolation(model, val_data, [64, 128, 256], max_tokens=20_000)`.
     """
     data = val_data[: max_tokens + 1]
     table = model.config.block_size if model.config.position == "learned" else math.inf

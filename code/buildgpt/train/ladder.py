@@ -42,6 +42,9 @@ def train_rung(name: str, pieces: Pieces, config: GPTConfig, schedule: TrainConf
 
 def climb(rungs: Sequence[tuple[str, Pieces, GPTConfig]], schedule: TrainConfig, train_data: torch.Tensor,
           val_data: torch.Tensor, vocab_size: int, device: str = "cpu", progress: bool = True) -> list[RungRun]:
-    """Train every rung `(name, pieces, config)` in order, with the same schedule; a bar counts the rungs."""
+    """Train every rung `(name, pieces, config)` in order, with the same schedule; a bar counts the rungs.
+
+    Example: `climb(study.rungs(), study.train, train_data, val_data, vocab_size=65)`.
+    """
     return [train_rung(name, pieces, replace(config, vocab_size=vocab_size), schedule, train_data, val_data, device)
             for name, pieces, config in tqdm(rungs, desc="rungs", disable=not progress)]
