@@ -8,6 +8,7 @@ compare them with one process here. Plus the process-group helpers' bad input.
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,6 +107,26 @@ def test_free_port_is_a_loopback_port_nobody_holds():
         s.bind(("127.0.0.1", port))
     command = distributed.torchrun_command(["-m", "buildgpt.cli"], 2)
     assert "--master-addr=127.0.0.1" in command and "--nproc-per-node=2" in command
+
+
+HANGING_RANK = """
+import os, sys, time
+with open(os.path.join(sys.argv[1], os.environ["RANK"]), "w") as f:
+    f.write(str(os.getpid()))
+print("rank", os.environ["RANK"], "waiting", flush=True)
+time.sleep(600)
+"""
+
+
+def test_ranks_past_the_timeout_are_stopped_with_their_output(tmp_path):
+    script = tmp_path / "hang.py"
+    script.write_text(HANGING_RANK)
+    with pytest.raises(TimeoutError, match=r"(?s)had not finished after 12 s and were stopped.*rank \d waiting"):
+        distributed.launch([str(script), str(tmp_path)], 2, timeout=12)
+    pids = [int((tmp_path / rank).read_text()) for rank in ("0", "1")]
+    for pid in pids:  # gone, or a zombie waiting to be reaped: not running
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "State:\tZ" in status.read_text(), status.read_text()
 
 
 def test_the_ring_allreduce_model():

@@ -22,6 +22,7 @@ from buildgpt.train.loop import (
     History,
     TrainConfig,
     TrainingDiverged,
+    data_parallel_ranks,
     make_optimizer,
     rank_and_world_size,
     set_gradient_sync,
@@ -369,6 +370,22 @@ def test_tokens_per_second_after_the_first_interval():
 
 def test_rank_and_world_size_without_distributed():
     assert rank_and_world_size() == (0, 1)
+
+
+def test_only_a_data_parallel_model_counts_every_ranks_tokens(monkeypatch):
+    """Inside a group of 2, a plain model (one rank training alone, as the distributed page's
+    throughput run does) has seen its own batches; a DDP model has seen both ranks'."""
+    from buildgpt.train import loop
+
+    class DDPModel(GPT):
+        require_backward_grad_sync = True
+
+    monkeypatch.setattr(loop, "rank_and_world_size", lambda: (0, 2))
+    config, per_step = replace(RUN, max_iters=4, eval_interval=4), RUN.batch_size * BLOCK
+    torch.manual_seed(0)
+    for model, ranks in ((fresh_model(), 1), (DDPModel(MODEL), 2)):
+        assert data_parallel_ranks(model) == ranks
+        assert run(config, model=model)[1].tokens == [0, 4 * per_step * ranks]
 
 
 # ---------------------------------------------------------------- gradient sync across processes

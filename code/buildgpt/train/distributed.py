@@ -156,8 +156,24 @@ def launch(args: list[str], nproc: int, env: dict[str, str] | None = None, timeo
     """Run `args` (a script or `-m module ...`) on `nproc` local processes with torchrun; output captured.
 
     One thread per process (they share this machine's cores); `tee` prefixes each line with its rank.
+    Past `timeout` seconds torchrun is told to stop, which stops every rank it started (not left
+    running), and a TimeoutError carries the output they had written.
     Example: `launch(["-m", "buildgpt.cli", "train", "shakespeare-char"], 2).returncode`.
     """
     command = torchrun_command((["--tee=3"] if tee else []) + args, nproc)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", **(env or {})}
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Each rank runs in a session of its own, out of reach of a signal to torchrun's group;
+            # torchrun passes a SIGTERM on to them, then kills any that linger.
+            process.terminate()
+            try:
+                stdout, stderr = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                stdout, stderr = "", "(torchrun did not stop when asked: its ranks may still be running)"
+            raise TimeoutError(f"{nproc} processes running {' '.join(args)} had not finished after {timeout:g} s and "
+                               f"were stopped. Their last output:\n{stdout[-2000:]}{stderr[-3000:]}") from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -166,6 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path, help="a folder holding spec.json (see write_spec)")
     args = parser.parse_args(argv)
     {"equivalence": equivalence, "throughput": throughput}[args.run](args.out)
+    # Everything is written and the group is shut down. Skip the interpreter's teardown, where torch's
+    # worker threads can still deadlock on the GIL at exit (pytorch/pytorch#190489) and leave torchrun waiting.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,16 @@ def rank_and_world_size() -> tuple[int, int]:
     return 0, 1
 
 
+def data_parallel_ranks(model: torch.nn.Module) -> int:
+    """How many ranks train `model` together, each on batches of its own: the world size for a DDP or
+    FSDP2 model, 1 for a plain model, even one training inside a process group.
+
+    Example: `data_parallel_ranks(GPT(GPTConfig()))` is 1.
+    """
+    wrapped = hasattr(model, "require_backward_grad_sync") or hasattr(model, "set_requires_gradient_sync")
+    return rank_and_world_size()[1] if wrapped else 1
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: str) -> torch.optim.AdamW:
     """AdamW that decays matrices (weights, embeddings) but not biases and norm gains.
 
@@ -138,7 +148,8 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
     writes `last.safetensors` (and `best.safetensors` when the val loss improves), with
     `meta` stored alongside (e.g. the tokenizer), so a run can be resumed or sampled from.
     """
-    rank, world_size = rank_and_world_size()
+    rank = rank_and_world_size()[0]
+    ranks_training = data_parallel_ranks(model)  # for tokens seen: every rank's batches, not only this one's
     out_dir = Path(config.out_dir) if config.out_dir else None
     model.to(device).train()
     optimizer = make_optimizer(model, config, device)
@@ -188,8 +199,8 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
                 raise TrainingDiverged(f"loss became {loss.item()} at step {step}; {kept}. "
                                        "Lower the learning rate or enable gradient clipping.")
             loss.backward()
-            tokens += batch[0].numel() * world_size
-            interval_tokens += batch[0].numel() * world_size
+            tokens += batch[0].numel() * ranks_training
+            interval_tokens += batch[0].numel() * ranks_training
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
