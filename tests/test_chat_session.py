@@ -190,5 +190,8 @@ def test_the_cli_refuses_a_missing_or_corrupt_checkpoint_and_bad_settings(checkp
         assert main(["chat", path]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
-    assert main(["chat", checkpoints["chat"], "--temperature", "-1"]) == 2
-    assert "temperature must be" in capsys.readouterr().err
+    for option, value, message in (("--temperature", "-1", "temperature must be"),
+                                   ("--temperature", "nan", "temperature must be a number"),
+                                   ("--device", "gpu", "unknown device 'gpu'")):
+        assert main(["chat", checkpoints["chat"], option, value]) == 2
+        assert message in capsys.readouterr().err

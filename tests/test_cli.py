@@ -187,6 +187,22 @@ def test_train_with_a_bad_profile_returns_2(smoke, monkeypatch, tmp_path, capsys
     assert list(tmp_path.iterdir()) == []
 
 
+def test_ctrl_c_while_sampling_stops_with_130_and_no_traceback(trained, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        yield torch.tensor([[0]])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("buildgpt.cli.generate_stream", interrupted)
+    assert main(["sample", ckpt(trained), "--prompt", "ROMEO:", "--max-new-tokens", "50"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_the_calculator_refuses_the_text_presets_options(smoke, capsys):
+    for option in (["--fsdp"], ["--init-from", "checkpoints/novels-char/best.safetensors"]):
+        assert main(["train", "calculator", *option]) == 2
+        assert "leave out torchrun, --fsdp and --init-from" in capsys.readouterr().err
+
+
 def test_usage_errors_exit_2(capsys):
     for argv in ([], ["train"], ["train", "no-such-preset"], ["sample"]):
         with pytest.raises(SystemExit) as info:

@@ -26,6 +26,7 @@ from buildgpt.infer.arithmetic import (
     greedy_decode,
     greedy_reference,
 )
+from buildgpt.infer.batched import decode_until
 from buildgpt.nn.model import GPT, GPTConfig
 from buildgpt.train.loop import TrainConfig, train
 
@@ -78,6 +79,14 @@ def test_decode_checks_the_window():
         greedy_decode(model, torch.tensor([encode("123+456=")]), 4)
     with pytest.raises(ValueError, match="window"):
         greedy_reference(model, encode("123+456="), 4)
+
+
+def test_decode_until_checks_its_settings_and_may_generate_nothing():
+    model, prompts = random_model(), torch.tensor([encode("12+34=")] * 2)
+    assert decode_until(model, prompts, 0, lambda t: t == STOI[NEWLINE]) == [[], []]
+    for settings, match in (((-1, 0.0), "max_new_tokens"), ((3, float("nan")), "temperature")):
+        with pytest.raises(ValueError, match=match):
+            decode_until(model, prompts, *settings[:1], lambda t: t == STOI[NEWLINE], temperature=settings[1])
 
 
 def test_evaluate_groups_prompt_lengths_and_matches_the_reference():

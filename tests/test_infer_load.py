@@ -63,3 +63,14 @@ def test_a_config_no_gpt_accepts_is_a_damaged_header(tmp_path, model_config):
 def test_missing_file_raises(tmp_path):
     with pytest.raises(CheckpointError, match="nowhere"):
         load_model(tmp_path / "nowhere.safetensors")
+
+
+def test_a_device_torch_does_not_know_or_this_machine_lacks_is_refused_with_a_hint(tmp_path):
+    from buildgpt.infer.load import usable_device
+
+    assert usable_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'gpu': use cpu, cuda"):
+        load_model(tmp_path / "not-read-first.safetensors", device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            usable_device("cuda:0")

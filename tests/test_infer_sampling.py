@@ -110,6 +110,9 @@ def test_sampling_does_not_modify_the_logits():
 
 @pytest.mark.parametrize("args,match", [((-1, 1.0, None, None), "max_new_tokens"),
                                         ((1, -0.1, None, None), "temperature"),
+                                        ((1, float("nan"), None, None), "temperature"),
+                                        ((1, float("inf"), None, None), "temperature"),
+                                        ((1, 1.0, None, float("nan")), "top_p"),
                                         ((1, 1.0, 0, None), "top_k"),
                                         ((1, 1.0, None, 0.0), "top_p"),
                                         ((1, 1.0, None, 1.01), "top_p")])

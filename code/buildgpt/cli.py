@@ -5,7 +5,7 @@
     buildgpt quantize checkpoints/shakespeare-char/best.safetensors --format int8   # then sample from it
     buildgpt train calculator                        # exercise 2: + - * / with the working shown
     buildgpt calc checkpoints/calculator/best.safetensors "1234*56"   # no expression: one per line from stdin
-    buildgpt chat checkpoints/chat/best.safetensors  # talk to a chat-tuned model; /reset, /temperature X, /quit
+    buildgpt chat checkpoints/assistant/last.safetensors   # talk to the assistant page's model; /reset, /quit
     buildgpt train novels-char                       # exercise 3: pretrain on the novels
     buildgpt train shakespeare-char --init-from checkpoints/novels-char/best.safetensors   # then finetune
     torchrun --nproc-per-node 2 -m buildgpt.cli train shakespeare-char [--fsdp]   # data parallel, N processes
@@ -30,8 +30,7 @@ from .infer.compiled_decode import WEIGHTS as COMPILED_WEIGHTS
 from .infer.compiled_decode import CompiledDecoder
 from .infer.export_hf import export_hf
 from .infer.generate import generate_stream
-from .infer.half_weights import with_half_weights
-from .infer.load import char_tokenizer, load_char_model, load_model
+from .infer.load import char_tokenizer, load_char_model, load_for_sampling, load_model
 from .infer.quantize import FORMATS, quantize_model, save_quantized, weight_bytes
 from .nn.model import GPT
 from .settings import profiles
@@ -113,9 +112,10 @@ def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | 
     return 0
 
 
-def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None) -> int:
-    if distributed.under_torchrun():  # every process would train its own copy and write the same files
-        raise ValueError("the calculator trains in one process; under torchrun, train a text preset")
+def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None, fsdp: bool = False,
+                     init_from: str | None = None) -> int:
+    if distributed.under_torchrun() or fsdp or init_from:  # under torchrun each process would write the same files
+        raise ValueError("the calculator trains from scratch in one process: leave out torchrun, --fsdp and --init-from")
     profile = profiles.current()
     settings = profile.settings("calculator")
     fmt = ArithmeticFormat(reverse=True, width=settings.digits, trace=settings.trace)
@@ -155,21 +155,6 @@ def calc(path: str, expression: str | None) -> int:
     return 0
 
 
-def sample_model(path: str, device: str, weights: str | None, use_cache: bool):
-    """The model to sample from, with its weights in `weights` (None: fp16 for a cached decode, else as stored)."""
-    model, ckpt = load_model(path, device)
-    stored = ckpt.meta.get("weights", "fp32")
-    weights = WEIGHTS.get(weights, weights) or (stored if stored != "fp32" else "fp16" if use_cache else "fp32")
-    if stored != "fp32" and weights != stored:
-        raise checkpoint.CheckpointError(f"{path} holds {stored} weights; it cannot be sampled as {weights}. Leave out "
-                                         f"--weights to sample it as {stored}, or sample the float32 checkpoint it came from")
-    if stored == "fp32" and weights == "fp16":
-        model = with_half_weights(model)
-    elif stored == "fp32" and weights != "fp32":
-        model = quantize_model(model, weights)
-    return model, ckpt
-
-
 def quantize(path: str, format: str, out: str | None) -> int:
     model, ckpt = load_model(path, "cpu", weights="fp32")
     format = WEIGHTS.get(format, format)
@@ -187,7 +172,8 @@ def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_
     if compiled and (top_k or top_p or not use_cache or (weights or "int8") not in COMPILED_WEIGHTS):
         raise ValueError("--compile samples with temperature only, from the cache, with int8 or fp32 weights: "
                          "drop --top-k, --top-p and --no-cache, or drop --compile")
-    model, ckpt = load_model(path, device, "fp32") if compiled else sample_model(path, device, weights, use_cache)
+    weights = WEIGHTS.get(weights, weights)
+    model, ckpt = load_model(path, device, "fp32") if compiled else load_for_sampling(path, device, weights, use_cache)
     tokenizer = char_tokenizer(ckpt, path)
     ids = tokenizer.encode(prompt or "\n")
     if len(ids) > model.config.block_size:
@@ -266,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(expression_not_option(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "train" and args.preset == "calculator":
-            return train_calculator(args.out_dir, args.resume, args.max_iters, args.seed)
+            return train_calculator(args.out_dir, args.resume, args.max_iters, args.seed, args.fsdp, args.init_from)
         if args.command == "train":
             if args.init_from and args.preset != "shakespeare-char":
                 raise ValueError("--init-from finetunes on tinyshakespeare: use it with the shakespeare-char preset")
@@ -292,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
             PreparedCorpusError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while sampling or calculating (training says what it kept itself)
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     finally:
         distributed.shutdown()
 

@@ -13,7 +13,7 @@ import torch
 
 from ..nn.model import GPT
 from .kv_cache import KVCache, forward_cached, supports_cache
-from .sampling import sample_next
+from .sampling import check_sampling_args, sample_next
 
 
 @torch.no_grad()
@@ -26,6 +26,9 @@ def decode_until(model: GPT, prompts: torch.Tensor, max_new_tokens: int, ends: C
     `max_new_tokens`. Greedy when `temperature` is 0.
     Example: `decode_until(model, prompts, 50, lambda t: t == end_id)`.
     """
+    check_sampling_args(max_new_tokens, temperature, None, None)
+    if max_new_tokens == 0:
+        return [[] for _ in range(prompts.size(0))]
     if prompts.size(1) + max_new_tokens - 1 > model.config.block_size:
         raise ValueError(f"prompts of {prompts.size(1)} tokens and {max_new_tokens} new ones need a block_size of "
                          f"{prompts.size(1) + max_new_tokens - 1}; the model has {model.config.block_size}")

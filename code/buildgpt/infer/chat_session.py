@@ -11,7 +11,6 @@ A model that was never chat-tuned has no markers in its vocabulary; it can only 
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys
@@ -68,8 +67,7 @@ class ChatSession:
 
     @temperature.setter
     def temperature(self, value: float) -> None:
-        if not math.isfinite(value) or value < 0:  # NaN passes a `< 0` check, then samples garbage
-            raise ValueError(f"temperature must be a number >= 0 (0 means greedy), got {value}")
+        check_sampling_args(0, value, None, None)
         self._temperature = float(value)
 
     @property

@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from ..nn.model import GPT, GPTConfig
 from ..tokenizers.chars import CharTokenizer
 from ..tokenizers.chat import ChatTokenizer
 from ..train.checkpoint import Checkpoint, CheckpointError, load
+from .half_weights import with_half_weights
 from .quantize import FORMATS, quantize_model
+
+
+def usable_device(device: str) -> torch.device:
+    """`device` as torch names it, refused with a hint when torch does not know it or this machine lacks it.
+
+    Example: `usable_device("cpu")` is `device(type='cpu')`; `usable_device("gpu")` raises ValueError.
+    """
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda (or cuda:1, ...) or mps") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}, but this machine has no CUDA GPU torch can use: use cpu")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}, but this machine has no Apple GPU torch can use: use cpu")
+    return parsed
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu", weights: str | None = None) -> tuple[GPT, Checkpoint]:
@@ -18,6 +37,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu", weights: str | None
     file in another one is refused, naming both. None takes whatever the file holds.
     Example: `model, ckpt = load_model("checkpoints/shakespeare-char/best.safetensors")`.
     """
+    usable_device(device)  # before reading the file: a typo should not wait for a large checkpoint
     ckpt = load(path)
     stored = ckpt.meta.get("weights", "fp32")
     if weights is not None and stored != weights:
@@ -36,6 +56,26 @@ def load_model(path: str | os.PathLike, device: str = "cpu", weights: str | None
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit its own config: {e}") from None
     return model.to(device).eval(), ckpt
+
+
+def load_for_sampling(path: str | os.PathLike, device: str, weights: str | None, use_cache: bool) -> tuple[GPT, Checkpoint]:
+    """The model to sample from, its weights in `weights`: fp32, fp16 or a format of `quantize.FORMATS`.
+
+    None takes float16 copies for a cached decode (its one-token steps are bound by reading the
+    weights) and float32 otherwise; a quantized checkpoint is sampled in its own format only.
+    Example: `model, ckpt = load_for_sampling("checkpoints/shakespeare-char/best.safetensors", "cpu", "int8", True)`.
+    """
+    model, ckpt = load_model(path, device)
+    stored = ckpt.meta.get("weights", "fp32")
+    weights = weights or (stored if stored != "fp32" else "fp16" if use_cache else "fp32")
+    if stored != "fp32" and weights != stored:
+        raise CheckpointError(f"{path} holds {stored} weights; it cannot be sampled as {weights}. Leave out --weights "
+                              f"to sample it as {stored}, or sample the float32 checkpoint it came from")
+    if stored == "fp32" and weights == "fp16":
+        model = with_half_weights(model)
+    elif stored == "fp32" and weights != "fp32":
+        model = quantize_model(model, weights)
+    return model, ckpt
 
 
 def char_tokenizer(ckpt: Checkpoint, path: str | os.PathLike) -> CharTokenizer | ChatTokenizer:
