@@ -149,6 +149,12 @@ def test_longer_operands_than_trained_are_answered_and_flagged(trained, capsys):
     assert out.splitlines()[-1] == "correct" or "Python says 127" in out.splitlines()[-1]
 
 
+def test_a_problem_whose_working_cannot_fit_the_window_is_refused_not_blamed_on_the_model(trained, capsys):
+    rc, out, err = run(["calc", trained["ckpt"], "12345678901234567890+1"], capsys)
+    assert rc == 2 and out == ""
+    assert "is too long: its working and answer take" in err and "use shorter numbers" in err
+
+
 def test_interactive_mode_goes_on_after_blank_and_bad_lines(trained, capsys, monkeypatch):
     stdin = "12+34\n\n   \n5%3\n9 - 4\n8/0\n-1+2\nquit\n1+1\n"
     rc, out, err = run(["calc", trained["ckpt"]], capsys, stdin, monkeypatch)

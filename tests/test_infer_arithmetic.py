@@ -20,7 +20,6 @@ from buildgpt.data.arithmetic import (
 )
 from buildgpt.infer.arithmetic import (
     ArithmeticEval,
-    arithmetic_tokenizer,
     digit_accuracy_by_carries,
     evaluate_problems,
     greedy_decode,
@@ -42,11 +41,6 @@ def random_model(block_size: int = 48, seed: int = 0, **options) -> GPT:
         model.lm_head.bias[STOI[">"]] += 1.0
         model.lm_head.weight.mul_(20)
     return model
-
-
-def test_tokenizer_ids_are_the_data_modules():
-    text = "".join(VOCAB) + "012+345=7530\n"
-    assert arithmetic_tokenizer().encode(text) == encode(text) and arithmetic_tokenizer().decode(encode(text)) == text
 
 
 @pytest.mark.parametrize("position", ["learned", "none", "rope", "alibi"])

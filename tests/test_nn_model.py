@@ -104,6 +104,20 @@ def test_swiglu_is_the_gated_product():
     torch.testing.assert_close(ffwd(x), ffwd.down(nn.functional.silu(ffwd.gate(x)) * ffwd.up(x)))
 
 
+def test_swiglu_equals_llamas_feed_forward_in_transformers():
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    torch.manual_seed(0)
+    ours = SwiGLU(tiny_config(mlp="swiglu", bias=False)).eval()
+    theirs = LlamaMLP(LlamaConfig(hidden_size=16, num_attention_heads=2, intermediate_size=ours.up.out_features,
+                                  hidden_act="silu", mlp_bias=False))
+    for name in ("gate", "up", "down"):
+        getattr(theirs, f"{name}_proj").weight.data.copy_(getattr(ours, name).weight)
+    x = torch.randn(2, 5, 16)
+    torch.testing.assert_close(ours(x), theirs(x))
+
+
 def test_block_is_two_residual_updates():
     torch.manual_seed(0)
     block = Block(tiny_config()).eval()

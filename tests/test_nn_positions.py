@@ -127,3 +127,24 @@ def test_the_papers_sinusoidal_scheme_gives_tokens_and_positions_one_size():
     assert type(ours.token_embedding) is torch.nn.Embedding
     logits, loss = paper(idx, idx)
     assert logits.shape == (4, 32, 65) and torch.isfinite(loss)
+
+
+def test_rope_equals_llama_in_transformers_up_to_the_order_of_channels():
+    """Llama rotates channel i with channel i + head_size/2 (`rotate_half`); we rotate neighbours
+    (2i, 2i+1), as the RoPE paper writes it. Reorder the channels (evens first) and the two agree."""
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
+
+    head_size, T = 16, 12
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 2, 3, T, head_size).unbind(0)  # (B, nh, T, hs)
+    config = LlamaConfig(hidden_size=3 * head_size, num_attention_heads=3, rope_theta=10000.0,
+                         max_position_embeddings=64)
+    position_ids = torch.arange(5, 5 + T)[None]  # not starting at 0: a decoding step's positions
+    cos, sin = LlamaRotaryEmbedding(config)(q, position_ids)
+    evens_first = torch.cat((torch.arange(0, head_size, 2), torch.arange(1, head_size, 2)))
+    theirs = apply_rotary_pos_emb(q[..., evens_first], k[..., evens_first], cos, sin)
+    ours_cos, ours_sin = positions.rope_angles(position_ids[0], head_size)
+    for mine, llama in zip((q, k), theirs):
+        torch.testing.assert_close(positions.apply_rope(mine, ours_cos, ours_sin)[..., evens_first], llama,
+                                   atol=1e-5, rtol=0)

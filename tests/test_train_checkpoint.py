@@ -6,6 +6,7 @@ Rebuilding a GPT from a checkpoint (`infer.load.load_model`) is tested in test_i
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -95,6 +96,15 @@ def test_save_leaves_no_temporary_files(tmp_path):
     save(tmp_path / "best.safetensors", model, step=2, meta={})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.safetensors", "last.safetensors"]
     assert load(tmp_path / "last.safetensors").step == 2
+
+
+def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path):
+    old_umask = os.umask(0o022)
+    try:
+        path = save(tmp_path / "best.safetensors", trained(steps=0)[0], step=0, meta={})
+    finally:
+        os.umask(old_umask)
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the group and others, as the umask allows
 
 
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -107,7 +107,10 @@ def test_constant_without_decay():
 
 @pytest.mark.parametrize("overrides,match", [(dict(grad_accum_steps=0), "grad_accum_steps"),
                                              (dict(eval_interval=0), "eval_interval"),
-                                             (dict(max_iters=-1), "max_iters")])
+                                             (dict(max_iters=-1), "max_iters"),
+                                             (dict(batch_size=0), "batch_size"),
+                                             (dict(eval_iters=0), "eval_iters"),
+                                             (dict(warmup_iters=-5), "warmup_iters")])
 def test_config_rejects_impossible_values(overrides, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**overrides)
@@ -244,6 +247,15 @@ def test_resume_from_a_truncated_checkpoint_says_how_to_start_over_and_keeps_the
     with pytest.raises(checkpoint.CheckpointError, match="cannot resume: .* move it aside"):
         run(replace(RUN, max_iters=10, out_dir=str(tmp_path), resume=True))
     assert last.stat().st_size == 500 and (tmp_path / "best.safetensors").is_file()
+
+
+def test_resume_from_a_weights_only_checkpoint_says_what_it_lacks(tmp_path):
+    run(replace(RUN, max_iters=5, out_dir=str(tmp_path)))
+    last, best = tmp_path / "last.safetensors", tmp_path / "best.safetensors"
+    last.write_bytes(best.read_bytes())  # e.g. best copied over last by hand
+    with pytest.raises(checkpoint.CheckpointError, match="holds the weights only .* move it aside"):
+        run(replace(RUN, max_iters=10, out_dir=str(tmp_path), resume=True))
+    assert last.read_bytes() == best.read_bytes()
 
 
 # ---------------------------------------------------------------- divergence

@@ -17,7 +17,6 @@ from ..data.arithmetic import (
     MARKER,
     NEWLINE,
     STOI,
-    VOCAB,
     ArithmeticFormat,
     Problem,
     decode,
@@ -25,15 +24,7 @@ from ..data.arithmetic import (
 )
 from ..data.arithmetic_steps import count_carries, digit_correct
 from ..nn.model import GPT
-from ..tokenizers.chars import CharTokenizer
 from .batched import decode_until
-
-
-def arithmetic_tokenizer() -> CharTokenizer:
-    """The character tokenizer of arithmetic text: the ids of `data.arithmetic.encode`.
-
-    Example: `arithmetic_tokenizer().decode(ids)`."""
-    return CharTokenizer(list(VOCAB))
 
 
 @torch.no_grad()

@@ -154,12 +154,13 @@ class Calculator:
             warnings.append(f"the model was trained up to {self.digits} digits and this operand has {longest}: "
                             "it answers anyway, but outside its training the answer is likely wrong")
         try:
-            prompt = self.fmt.prompt(problem)
+            needed = len(self.fmt.text(problem))  # the prompt, the working and the answer, written right
         except ValueError as e:
             raise CalculatorInputError(f"the model's format cannot write this problem: {e}") from None
-        if len(prompt) >= self.model.config.block_size:
-            raise CalculatorInputError(f"{text.strip()!r} is too long: the model reads at most "
-                                       f"{self.model.config.block_size} characters; use shorter numbers")
+        if needed > self.model.config.block_size + 1:  # the last character never needs a position
+            raise CalculatorInputError(f"{text.strip()!r} is too long: its working and answer take {needed} characters "
+                                       f"and the model's window holds {self.model.config.block_size + 1}; use shorter "
+                                       "numbers")
         return problem, warnings
 
     @torch.no_grad()

@@ -70,7 +70,8 @@ def quantize(weight: torch.Tensor, format: str) -> Quantized:
         codes = torch.round(w * inverse[:, None]).clamp(-127, 127).to(torch.int8)
         return Quantized(format, (out_features, in_features), codes, scales)
     if in_features % BLOCK:
-        raise ValueError(f"{format} quantizes rows in blocks of {BLOCK}; this matrix has {in_features} columns")
+        raise ValueError(f"{format} quantizes rows in blocks of {BLOCK}; this matrix has {in_features} columns. "
+                         "Use int8 (one scale per row), or a model whose widths are multiples of 32")
     blocks = w.reshape(out_features, in_features // BLOCK, BLOCK)  # (out, nb, 32)
     if format == "q8_0":
         d = blocks.abs().amax(dim=-1, keepdim=True) / 127

@@ -81,6 +81,6 @@ def measure_formats(model: GPT, val: torch.Tensor, prompt: torch.Tensor, new_tok
 def agreement(result: FormatResult, reference: FormatResult) -> int:
     """How many greedy tokens `result` decoded before its first difference from `reference`.
 
-    Example: `agreement(results["int8"], results["fp32"])`.
+    Example: `rows = measure_formats(...)`, then `agreement(rows[1], rows[0])`: the first format against float32.
     """
     return int((result.greedy_tokens == reference.greedy_tokens).cumprod(0).sum())

@@ -96,6 +96,9 @@ def save(path: str | os.PathLike, model: torch.nn.Module, step: int, meta: dict,
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"buildgpt": json.dumps(header)})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as any new file gets, not mkstemp's owner-only 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

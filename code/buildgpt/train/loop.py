@@ -56,6 +56,9 @@ class TrainConfig:
             raise ValueError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
         if self.eval_interval < 1 or self.max_iters < 0:
             raise ValueError(f"need eval_interval >= 1 and max_iters >= 0, got {self.eval_interval}, {self.max_iters}")
+        if self.batch_size < 1 or self.eval_iters < 1 or self.warmup_iters < 0:
+            raise ValueError(f"need batch_size >= 1, eval_iters >= 1 and warmup_iters >= 0, got {self.batch_size}, "
+                             f"{self.eval_iters}, {self.warmup_iters}")
 
     def lr_at(self, step: int) -> float:
         """Linear warmup to `learning_rate`, then (if `decay_lr`) cosine decay to `min_lr` at `max_iters`."""
@@ -254,6 +257,10 @@ def _resume(path: Path, model, optimizer, batch_rng: torch.Generator, eval_rng: 
     except checkpoint.CheckpointError as e:
         raise checkpoint.CheckpointError(f"cannot resume: {e}. The file is left as it is; to start over, move it "
                                          "aside and train without resume") from None
+    if ckpt.optimizer_state is None or ckpt.rng_state is None or "history" not in ckpt.meta:
+        raise checkpoint.CheckpointError(f"cannot resume from {path}: it holds the weights only (as best.safetensors "
+                                         "does), not the optimizer state, random streams and history a resume needs. "
+                                         "The file is left as it is; to start over, move it aside")
     sharded.load_full_state(model, optimizer, ckpt.model_state, ckpt.optimizer_state)
     rank = rank_and_world_size()[0]
     states = [s.clone() for s in ckpt.rng_state]  # set_state rejects views
