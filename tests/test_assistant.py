@@ -107,6 +107,8 @@ def test_repair_changes_an_answer_only_as_much_as_the_request_needs():
     run_on = "ROMEO:\nCome " + "the " * 20  # longer than any spare line: replaced, then the word set
     repaired = repair(Request("ROMEO", 1, "Come"), run_on, rng, spare)
     assert repaired in {"ROMEO:\nCome, ho!", "ROMEO:\nCome."} and check(Request("ROMEO", 1, "Come"), repaired).met
+    no_word = repair(Request("ROMEO", 1, "Ay"), "ROMEO:\n'Tis well.", rng, spare)  # not "Ay'Tis well."
+    assert no_word == "ROMEO:\nAy 'Tis well." and check(Request("ROMEO", 1, "Ay"), no_word).met
     for answer in ("", "ROMEO:", "JULIET:\n\n\n\n", "x" * 300):
         for n in (1, 2, 3):
             assert check(Request("JULIET", n, "What"), repair(Request("JULIET", n, "What"), answer, rng, spare)).met

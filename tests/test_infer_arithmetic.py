@@ -131,3 +131,6 @@ def test_digit_accuracy_by_carries_counts_each_digit_among_problems_with_that_ma
     table = digit_accuracy_by_carries(result, 1)
     assert table[0] == [1.0, 1.0]
     assert table[1] == [0.5, 1.0]  # units wrong once in two; tens right both times
+    mixed = ArithmeticEval([*problems, Problem(7, "*", 8)], [""] * 4, [3, 11, 18, 56], [True, False, True, True])
+    with pytest.raises(ValueError, match=r"additions; these problems also hold \['\*'\]"):
+        digit_accuracy_by_carries(mixed, 1)

@@ -125,8 +125,9 @@ def test_schedule_figure_draws_lr_at():
 def test_flops_and_mfu_equal_nanogpt_estimate_mfu():
     model = GPT(replace(SMOKE_MODEL, n_layer=2))
     c = model.config
-    # nanoGPT: N = get_num_params(non_embedding=True): every parameter but the position table
-    N = model.num_params() - model.position_embedding.weight.numel()
+    # nanoGPT: N = get_num_params(non_embedding=True): every parameter but the position table, its token
+    # table tied to the output layer and so counted once. Ours are untied: that matrix once means minus one.
+    N = model.num_params() - model.position_embedding.weight.numel() - model.token_embedding.weight.numel()
     L, H, Q, T = c.n_layer, c.n_head, c.n_embd // c.n_head, c.block_size
     assert flops_per_token(model) == 6 * N + 12 * L * H * Q * T
     fwdbwd_per_iter, dt, peak = 12, 0.25, 312e12

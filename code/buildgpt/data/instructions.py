@@ -210,7 +210,8 @@ def repair(request: Request, answer: str, rng: random.Random, spare_lines: list[
     _, *lines = answer.split("\n")
     lines = [line if line.strip() and len(line) <= longest else rng.choice(spare_lines) for line in lines]
     lines = lines[:request.n_lines] + [rng.choice(spare_lines) for _ in range(request.n_lines - len(lines))]
-    lines[0] = request.word + lines[0][len(first_word(lines[0])):]
+    word = first_word(lines[0])  # replaced; a line that starts with no word ("'Tis ...") gets one in front
+    lines[0] = request.word + (lines[0][len(word):] if word else " " + lines[0].lstrip())
     return answer_text(request.speaker, lines)
 
 

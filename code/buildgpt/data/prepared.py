@@ -158,11 +158,12 @@ def _encode(corpus: str, books: list[tuple[str, int, str]], folder: Path, progre
     """Stream the corpus into `train.bin.part` and `val.bin.part`, one byte per character."""
     table = np.full(0x110000, -1, dtype=np.int16)  # code point -> id, given on first appearance
     order: list[str] = []
-    outputs = {split: open(folder / f"{split}.bin.part", "wb") for split in ("train", "val")}
     total = sum(n for _, n, _ in books)
     book, left = -1, 0  # the book being read, and how many of its characters are still to come
     done = 0
-    with tqdm(total=total, desc=f"preparing {corpus}", unit="char", unit_scale=True, disable=not progress) as bar:
+    with (open(folder / "train.bin.part", "wb") as train_out, open(folder / "val.bin.part", "wb") as val_out,
+          tqdm(total=total, desc=f"preparing {corpus}", unit="char", unit_scale=True, disable=not progress) as bar):
+        outputs = {"train": train_out, "val": val_out}  # closed on any error too
         for piece in registry.iter_text(corpus):
             codes = np.frombuffer(piece.encode("utf-32-le"), dtype=np.uint32)
             ids = table[codes]
@@ -187,8 +188,6 @@ def _encode(corpus: str, books: list[tuple[str, int, str]], folder: Path, progre
                 start, left = start + take, left - take
             done += len(ids)
             bar.update(len(ids))
-    for out in outputs.values():
-        out.close()
     if done != total:
         raise PreparedCorpusError(f"{corpus} has {done} characters; its manifest says {total}")
     return order, {split: [name for name, _, s in books if s == split] for split in outputs}

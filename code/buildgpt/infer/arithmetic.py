@@ -122,6 +122,8 @@ def digit_accuracy_by_carries(result: ArithmeticEval, digits: int) -> list[list[
     Example: `digit_accuracy_by_carries(evaluate_problems(model, test, fmt), 3)[2][1]` is how often
     the tens digit is right when the addition carries twice.
     """
+    if others := sorted({p.op for p in result.problems} - {"+"}):
+        raise ValueError(f"digit_accuracy_by_carries counts the carries of additions; these problems also hold {others}")
     totals = [[0] * (digits + 1) for _ in range(digits + 1)]
     counts = [0] * (digits + 1)
     for p, value in zip(result.problems, result.predicted):

@@ -4,6 +4,8 @@ A token's forward and backward pass cost about 6 FLOPs per weight it meets (2 fo
 backward: PaLM's appendix B), plus attention's scores and weighted sums, which have no
 weights: 12 per layer, per channel, per position of the context. nanoGPT's `estimate_mfu`
 counts the same way, leaving out the position table, which is looked up rather than multiplied.
+nanoGPT's token table is also its output layer (tied weights), so it counts that matrix once, as
+the output multiply; ours are two matrices, so the token table, only looked up, is left out too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ def flops_per_token(model: GPT) -> float:
     Example: `flops_per_token(GPT(LECTURE_MODEL))` is about 7e7.
     """
     c = model.config
-    n = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("position_embedding."))
+    lookups = ("position_embedding.", "token_embedding.")  # tables read by index: no multiply
+    n = sum(p.numel() for name, p in model.named_parameters() if not name.startswith(lookups))
     return 6 * n + 12 * c.n_layer * c.n_embd * c.block_size
 
 

@@ -36,7 +36,9 @@ class TrainConfig:
     eval_interval: int = 200  # evaluate (and checkpoint) every this many steps, and at the end
     eval_iters: int = 100  # random batches per split per evaluation
     batch_size: int = 32  # sequences per micro-batch, per process
-    grad_accum_steps: int = 1  # micro-batches summed into one optimizer step
+    # micro-batches per optimizer step; the step's loss is the mean of theirs, which equals one big batch's
+    # only when each scores as many targets (not so with masked prompts of different lengths, as in nanoGPT)
+    grad_accum_steps: int = 1
     learning_rate: float = 1e-2  # the peak learning rate
     min_lr: float | None = None  # where the cosine decay ends; None: learning_rate / 10
     warmup_iters: int = 0  # steps of linear warmup from 0 to learning_rate
