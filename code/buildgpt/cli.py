@@ -44,7 +44,7 @@ WEIGHTS = {"int4": "q4_0"}  # the names people use for ggml's formats
 
 
 def run_config(schedule: TrainConfig, out_dir: str, resume: bool, max_iters: int | None, seed: int | None) -> TrainConfig:
-    """The profile's schedule with the command line's choices: where checkpoints go, resume, steps, seed."""
+    """The schedule with the command line's choices. Example: `run_config(s, "out", False, 9, None).max_iters` is 9."""
     config = replace(schedule, out_dir=out_dir, resume=resume)
     return replace(config, **{k: v for k, v in (("max_iters", max_iters), ("seed", seed)) if v is not None})
 
@@ -67,6 +67,7 @@ def preset_run(name: str, profile: profiles.Profile, seed: int | None, init_from
 
     `novels-char` pretrains on the prepared novels; `shakespeare-char` trains from scratch, or
     with `init_from` finetunes a pretrained checkpoint with the finetuning schedule.
+    Example: `model, tokenizer, batches, val, schedule = preset_run("novels-char", profiles.current(), None, None)`.
     """
     if name == "novels-char":
         settings = profile.settings("pretrain")
@@ -91,6 +92,7 @@ def preset_run(name: str, profile: profiles.Profile, seed: int | None, init_from
 
 def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None,
                  fsdp: bool = False, init_from: str | None = None) -> int:
+    """`buildgpt train PRESET`. Example: `train_preset("novels-char", None, False, 100, None)` trains 100 steps."""
     profile = profiles.current()
     d = distributed.start(profile.device, force=fsdp)  # one process, or one of torchrun's
     model, tokenizer, batches, val_data, schedule = preset_run(name, profile, seed, init_from)
@@ -114,6 +116,7 @@ def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | 
 
 def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None, fsdp: bool = False,
                      init_from: str | None = None) -> int:
+    """`buildgpt train calculator`. Example: `train_calculator(None, False, 200, seed=1)` trains 200 steps."""
     if distributed.under_torchrun() or fsdp or init_from:  # under torchrun each process would write the same files
         raise ValueError("the calculator trains from scratch in one process: leave out torchrun, --fsdp and --init-from")
     profile = profiles.current()
@@ -143,6 +146,7 @@ def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, s
 
 
 def calc(path: str, expression: str | None) -> int:
+    """`buildgpt calc`: one expression, or one per line of stdin. Example: `calc("calc.safetensors", "12*34")`."""
     calculator = Calculator.from_checkpoint(path, "cuda" if torch.cuda.is_available() else "cpu")
     if expression is not None:
         calculator.solve(expression, sys.stdout, sys.stderr)
@@ -156,6 +160,7 @@ def calc(path: str, expression: str | None) -> int:
 
 
 def quantize(path: str, format: str, out: str | None) -> int:
+    """`buildgpt quantize`. Example: `quantize("run/best.safetensors", "int8", None)` writes best.int8.safetensors."""
     model, ckpt = load_model(path, "cpu", weights="fp32")
     format = WEIGHTS.get(format, format)
     target = out or str(Path(path).with_suffix(f".{format}.safetensors"))
@@ -168,6 +173,7 @@ def quantize(path: str, format: str, out: str | None) -> int:
 def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
            top_p: float | None, seed: int | None, use_cache: bool, weights: str | None = None,
            compiled: bool = False) -> int:
+    """`buildgpt sample`. Example: `sample("run/best.safetensors", "ROMEO:", 100, 0.8, 40, None, 1, True)`."""
     device = "cpu" if compiled or not torch.cuda.is_available() else "cuda"
     if compiled and (top_k or top_p or not use_cache or (weights or "int8") not in COMPILED_WEIGHTS):
         raise ValueError("--compile samples with temperature only, from the cache, with int8 or fp32 weights: "
@@ -192,6 +198,7 @@ def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_
 
 
 def chat(path: str, temperature: float, top_k: int | None, max_new_tokens: int, device: str | None) -> int:
+    """`buildgpt chat`. Example: `chat("checkpoints/assistant/last.safetensors", 0.0, None, 256, "cpu")`."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     run_repl(ChatSession.from_checkpoint(path, device, temperature=temperature, top_k=top_k,
                                          max_new_tokens=max_new_tokens))
@@ -199,13 +206,16 @@ def chat(path: str, temperature: float, top_k: int | None, max_new_tokens: int, 
 
 
 def expression_not_option(argv: list[str]) -> list[str]:
-    """`buildgpt calc CKPT -5+3`: an expression that starts with a minus is not an option (argparse would say so)."""
+    """`buildgpt calc CKPT -5+3`: an expression that starts with a minus is not an option (argparse would say so).
+
+    Example: `expression_not_option(["calc", "c", "-5+3"])` is `["calc", "c", "--", "-5+3"]`."""
     if len(argv) >= 3 and argv[0] == "calc" and argv[2][:1] == "-" and argv[2][1:2].isdigit():
         return [*argv[:2], "--", *argv[2:]]
     return argv
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `buildgpt` command, its exit code returned. Example: `main(["sample", "run/best.safetensors"])` is 0."""
     parser = argparse.ArgumentParser(prog="buildgpt", description="Train a GPT and sample from it.")
     commands = parser.add_subparsers(dest="command", required=True)
     t = commands.add_parser("train", help="train a preset; sizes follow BUILDGPT_PROFILE")

@@ -117,6 +117,7 @@ def prepare_corpus(corpus: str = "gutenberg-novels", extra_texts: tuple[str, ...
 
     The vocabulary is every character of the corpus and of `extra_texts` (the text a model
     pretrained here will be finetuned on), so both are encoded with the same ids.
+    Example: `corpus = prepare_corpus()`, then `corpus.batches(256)` draws training windows from its files.
     """
     folder = Path(folder) if folder else registry.cache_dir() / "prepared" / f"{corpus}-char"
     key = _key(corpus, extra_texts)

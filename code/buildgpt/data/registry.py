@@ -83,7 +83,10 @@ REGISTRY: dict[str, Dataset] = {
 
 
 def cache_dir() -> Path:
-    """The download cache: `$BUILDGPT_DATA_DIR`, else the checkout's `data/`, else ~/.cache/buildgpt."""
+    """The download cache: `$BUILDGPT_DATA_DIR`, else the checkout's `data/`, else ~/.cache/buildgpt.
+
+    Example: `cache_dir()` is `<checkout>/data` in a checkout with no `$BUILDGPT_DATA_DIR`.
+    """
     if override := os.environ.get(CACHE_VAR):
         return Path(override)
     if (PROJECT_ROOT / "code" / "buildgpt").is_dir():  # an editable install in a checkout

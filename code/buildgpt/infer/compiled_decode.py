@@ -74,7 +74,10 @@ class Int8MatVecLinear(QuantizedLinear):
 
 def check_supported(model: GPT) -> None:
     """Refuse a model whose step this decoder does not compute: it handles positions added to the
-    embeddings (learned, sinusoidal or none) and plain batched or fused attention."""
+    embeddings (learned, sinusoidal or none) and plain batched or fused attention.
+
+    Example: `check_supported(GPT(GPTConfig(position="rope")))` raises ValueError, naming `generate()`.
+    """
     config = model.config
     if type(model).forward is not GPT.forward or config.attention == "per_head":
         raise ValueError("the compiled decoder runs GPTs with batched or fused attention; use generate() for this one")
@@ -87,7 +90,10 @@ def decode_step(model: GPT, token: torch.Tensor, position: torch.Tensor, keys: l
                 values: list[torch.Tensor], position_table: torch.Tensor, temperature: torch.Tensor,
                 gumbel: torch.Tensor) -> torch.Tensor:
     """Run `token` (B, 1) at `position` (1,), writing its keys and values into the caches
-    (each (B, n_head, block_size, head_size)); return the next token (B, 1) drawn with `gumbel` (B, vocab)."""
+    (each (B, n_head, block_size, head_size)); return the next token (B, 1) drawn with `gumbel` (B, vocab).
+
+    Example: `next_token = decode_step(model, token, torch.tensor([t]), keys, values, table, 0.8, gumbel)`.
+    """
     B, C = token.size(0), model.config.n_embd
     window = keys[0].size(2)
     visible = (torch.arange(window, device=token.device) <= position).view(1, window)  # slots written so far

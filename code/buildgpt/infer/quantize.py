@@ -102,7 +102,10 @@ def dequantize(q: Quantized) -> torch.Tensor:
 
 
 def ggml_bytes(q: Quantized) -> bytes:
-    """The matrix as ggml stores it: per block, the float16 scale's two bytes, then the codes."""
+    """The matrix as ggml stores it: per block, the float16 scale's two bytes, then the codes.
+
+    Example: `len(ggml_bytes(quantize(torch.zeros(4, 64), "q4_0")))` is 144: 8 blocks of 2 + 16 bytes.
+    """
     if q.format == "int8":
         raise ValueError("int8 per-channel is not a ggml block format; ggml_bytes takes q8_0 or q4_0")
     scale_bytes = q.scales.contiguous().view(torch.uint8).reshape(*q.scales.shape, 2)

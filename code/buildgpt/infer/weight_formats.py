@@ -36,7 +36,10 @@ class FormatResult:
 
 
 def pytorch_int8(model: GPT) -> torch.nn.Module:
-    """PyTorch's dynamic int8 quantization of every nn.Linear (weights int8 per tensor, activations on the fly)."""
+    """PyTorch's dynamic int8 quantization of every nn.Linear (weights int8 per tensor, activations on the fly).
+
+    Example: `logits, _ = pytorch_int8(model)(idx)`, on the CPU.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # its deprecation notice: here it is the reference
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

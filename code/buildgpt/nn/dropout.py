@@ -18,6 +18,10 @@ LEVELS = 1 << 16  # each element's decision uses 16 random bits
 
 
 def check_probability(p: float) -> None:
+    """Refuse a dropout probability outside [0, 1).
+
+    Example: `check_probability(1.0)` raises ValueError.
+    """
     if not 0 <= p < 1:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
 
@@ -50,6 +54,10 @@ class _MaskAndScale(torch.autograd.Function):
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Zero each element with probability `p` and scale the rest by 1 / (1 - p), while training; else `x`.
+
+    Example: `dropout(x, 0.2, training=False)` is `x` itself.
+    """
     check_probability(p)
     if not training or p == 0:
         return x

@@ -99,14 +99,26 @@ class SwiGLU(nn.Module):
 
 
 def make_feed_forward(config: GPTConfig) -> nn.Module:
+    """The feed-forward layer `config.mlp` names.
+
+    Example: `make_feed_forward(GPTConfig(mlp="swiglu"))` is a `SwiGLU`.
+    """
     return SwiGLU(config) if config.mlp == "swiglu" else FeedForward(config)
 
 
 def make_norm(config: GPTConfig) -> nn.Module:
+    """The normalisation `config.norm` names.
+
+    Example: `make_norm(GPTConfig(norm="rmsnorm"))` is an `RMSNorm`.
+    """
     return LayerNorm(config.n_embd, config.bias) if config.norm == "layernorm" else RMSNorm(config.n_embd)
 
 
 def make_attention(config: GPTConfig) -> nn.Module:
+    """The attention `config.attention` names: a list of heads, or all heads at once (batched or fused).
+
+    Example: `make_attention(GPTConfig(attention="per_head"))` is a `MultiHeadAttention`.
+    """
     if config.attention == "per_head":
         return MultiHeadAttention(config.n_embd, config.n_head, config.dropout, config.bias)
     return CausalSelfAttention(config.n_embd, config.n_head, config.dropout, config.bias,
@@ -116,7 +128,10 @@ def make_attention(config: GPTConfig) -> nn.Module:
 
 
 def make_positions(config: GPTConfig) -> nn.Module:
-    """What is added to the token embeddings: a learned table, the sinusoidal one, or nothing."""
+    """What is added to the token embeddings: a learned table, the sinusoidal one, or nothing.
+
+    Example: `make_positions(GPTConfig(position="none"))` is a `NoPositions`.
+    """
     if config.position == "learned":
         return LearnedPositions(config.block_size, config.n_embd)
     if config.position == "sinusoidal":

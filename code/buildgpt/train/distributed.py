@@ -61,7 +61,10 @@ def free_port() -> int:
 
 
 def under_torchrun() -> bool:
-    """True in a process started by torchrun (it sets RANK, WORLD_SIZE, LOCAL_RANK)."""
+    """True in a process started by torchrun (it sets RANK, WORLD_SIZE, LOCAL_RANK).
+
+    Example: `under_torchrun()` is False in a notebook, True in each of torchrun's processes.
+    """
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
 
 
@@ -128,7 +131,10 @@ def wrap(model: torch.nn.Module, d: Dist, fsdp: bool = False, reshard_after_forw
 
 
 def shutdown() -> None:
-    """Leave the process group, if this process joined one."""
+    """Leave the process group, if this process joined one.
+
+    Example: `shutdown()` at the end of a run begun with `start`; without a group it does nothing.
+    """
     if not (dist.is_available() and dist.is_initialized()):
         return
     if dist.get_backend() == "gloo":

@@ -48,7 +48,10 @@ class RankSlices:
 
 
 def write_spec(out: str | Path, model: GPTConfig, config: TrainConfig, device: str = "cpu") -> Path:
-    """Put the run's model and schedule (`config.batch_size`: the whole batch, all ranks) in OUT/spec.json."""
+    """Put the run's model and schedule (`config.batch_size`: the whole batch, all ranks) in OUT/spec.json.
+
+    Example: `out = write_spec(tmp, model_config, config)`, then `launch(["-m", __name__, "equivalence", str(out)], 2)`.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.json").write_text(json.dumps({"model": asdict(model), "train": asdict(config), "device": device}))
@@ -56,12 +59,19 @@ def write_spec(out: str | Path, model: GPTConfig, config: TrainConfig, device: s
 
 
 def read_spec(out: Path) -> tuple[GPTConfig, TrainConfig, str]:
+    """The model, schedule and device `write_spec` put in OUT/spec.json.
+
+    Example: `model_config, config, device = read_spec(out)`.
+    """
     spec = json.loads((out / "spec.json").read_text())
     return GPTConfig(**spec["model"]), TrainConfig(**spec["train"]), spec["device"]
 
 
 def tokens_for(model: GPTConfig, seed: int = 0) -> torch.Tensor:
-    """Random tokens to train on: the runs measure the training, not what it learns."""
+    """Random tokens to train on: the runs measure the training, not what it learns.
+
+    Example: `tokens_for(GPTConfig(vocab_size=65, block_size=16))` is 1,024 ids below 65.
+    """
     return torch.randint(model.vocab_size, (64 * model.block_size,), generator=torch.Generator().manual_seed(seed))
 
 
@@ -109,6 +119,11 @@ def _memory(model: torch.nn.Module, config: TrainConfig, batch: tuple, device: s
 
 
 def equivalence(out: Path) -> None:
+    """Train the same steps with DDP, then FSDP2, on every rank; save the weights after each step,
+    the bytes per rank, a DCP checkpoint and logits.
+
+    Example: `launch(["-m", __name__, "equivalence", str(out)], 2)`, then `torch.load(out / "equivalence.pt")`.
+    """
     model_config, config, device = read_spec(out)
     d = distributed.start(device, force=True)
     if d.is_main:
@@ -130,7 +145,10 @@ def equivalence(out: Path) -> None:
 
 def throughput(out: Path) -> None:
     """Tokens/s of rank 0 alone, then of every rank with DDP (each its own batch of `batch_size`), and the
-    two parts of a DDP step timed apart: compute with the gradient sync off, and one all-reduce."""
+    two parts of a DDP step timed apart: compute with the gradient sync off, and one all-reduce.
+
+    Example: `launch(["-m", __name__, "throughput", str(out)], 2)`, then `torch.load(out / "throughput.pt")`.
+    """
     model_config, config, device = read_spec(out)
     d = distributed.start(device, force=True)
     data = TokenBatches(tokens_for(model_config), tokens_for(model_config, 1), model_config.block_size)

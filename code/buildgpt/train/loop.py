@@ -152,6 +152,7 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
     Evaluates every `eval_interval` steps and at the end. With `out_dir`, each evaluation
     writes `last.safetensors` (and `best.safetensors` when the val loss improves), with
     `meta` stored alongside (e.g. the tokenizer), so a run can be resumed or sampled from.
+    Example: `history = train(GPT(config), TokenBatches(train_ids, val_ids, 64), TrainConfig(max_iters=100))`.
     """
     rank = rank_and_world_size()[0]
     ranks_training = data_parallel_ranks(model)  # for tokens seen: every rank's batches, not only this one's

@@ -100,7 +100,10 @@ def load_sharded(path: str | os.PathLike, model: torch.nn.Module) -> None:
 
 
 def local(t: torch.Tensor) -> torch.Tensor:
-    """The part of `t` this rank holds: its shard of a DTensor, or all of a plain tensor."""
+    """The part of `t` this rank holds: its shard of a DTensor, or all of a plain tensor.
+
+    Example: `local(torch.ones(3))` is the same tensor; under FSDP2, `local(p)` is this rank's rows.
+    """
     return t.to_local() if isinstance(t, DTensor) else t
 
 
