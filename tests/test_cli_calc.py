@@ -113,7 +113,7 @@ def test_parse_expression(text, problem):
 
 @pytest.mark.parametrize("text, message", [
     ("", "empty expression"), ("   ", "empty expression"),
-    ("12x4", "unknown symbol 'x' at position 3"), ("2^8", "unknown symbol '^' at position 2"),
+    ("12x4", "unknown symbol 'x' at position 3"), ("  2^8", "unknown symbol '^' at position 2 of '2^8'"),
     ("3.5+1", "unknown symbol '.' at position 2"), ("1+2+3", "one operation at a time"),
     ("-5+3", "negative numbers"), ("5*-3", "negative numbers"), ("1234", "no operation"),
     ("12+", "missing after '+'"), ("*4", "missing before '*'"), ("1 2+3", "space inside a number"),

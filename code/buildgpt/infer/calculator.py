@@ -47,6 +47,7 @@ def parse_expression(text: str) -> Problem:
     """
     if not text.strip():
         raise CalculatorInputError("empty expression: type one such as 1234*56 (whole numbers >= 0, one of + - * /)")
+    text = text.strip()  # positions in the messages count from the expression the message shows
     tokens: list[tuple[str, int]] = []  # (a number or an operator, its 1-based position)
     for i, c in enumerate(text, start=1):
         if c.isspace():
@@ -56,7 +57,7 @@ def parse_expression(text: str) -> Problem:
                 tokens[-1] = (tokens[-1][0] + c, tokens[-1][1])
                 continue
             if tokens and tokens[-1][0].isdigit():
-                raise CalculatorInputError(f"a space inside a number at position {i - 1} of {text.strip()!r}: "
+                raise CalculatorInputError(f"a space inside a number at position {i - 1} of {text!r}: "
                                            "write each number without spaces")
             tokens.append((c, i))
         elif c in OPS:
@@ -64,22 +65,22 @@ def parse_expression(text: str) -> Problem:
         else:
             hint = (f"; for {c!r} type {HINTS[c]!r}" if c in HINTS else
                     "; whole numbers only" if c in ".," else "")
-            raise CalculatorInputError(f"unknown symbol {c!r} at position {i} of {text.strip()!r}: "
+            raise CalculatorInputError(f"unknown symbol {c!r} at position {i} of {text!r}: "
                                        f"use digits and one of + - * /{hint}")
     if tokens[0][0] == "+":  # a leading plus sign changes nothing
         tokens = tokens[1:]
     if any(t == "-" for t, _ in tokens[:1]) or any(t in OPS and u == "-" for (t, _), (u, _) in zip(tokens, tokens[1:])):
-        raise CalculatorInputError(f"negative numbers are not supported in {text.strip()!r}: "
+        raise CalculatorInputError(f"negative numbers are not supported in {text!r}: "
                                    "the operands are whole numbers >= 0")
     operators = [(t, i) for t, i in tokens if t in OPS]
     if not operators:
-        raise CalculatorInputError(f"no operation in {text.strip()!r}: write a op b with one of + - * /, e.g. 1234*56")
+        raise CalculatorInputError(f"no operation in {text!r}: write a op b with one of + - * /, e.g. 1234*56")
     if len(operators) > 1:
         where = ", ".join(f"{t!r} at position {i}" for t, i in operators)
-        raise CalculatorInputError(f"one operation at a time: {text.strip()!r} has {len(operators)} ({where})")
+        raise CalculatorInputError(f"one operation at a time: {text!r} has {len(operators)} ({where})")
     if len(tokens) != 3 or not tokens[0][0].isdigit() or not tokens[2][0].isdigit():
         side = "before" if not tokens[0][0].isdigit() else "after"
-        raise CalculatorInputError(f"a number is missing {side} {operators[0][0]!r} in {text.strip()!r}: write a op b, e.g. 1234*56")
+        raise CalculatorInputError(f"a number is missing {side} {operators[0][0]!r} in {text!r}: write a op b, e.g. 1234*56")
     problem = Problem(int(tokens[0][0]), tokens[1][0], int(tokens[2][0]))
     if problem.op == "/" and problem.b == 0:
         raise CalculatorInputError(f"division by zero: {problem.a}/0 has no answer; divide by a whole number >= 1")
