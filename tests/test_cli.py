@@ -328,7 +328,9 @@ def test_kill_9_at_random_moments_then_resume_ends_exactly_like_an_uninterrupted
         else:
             assert rc == 0, (tmp_path / "killed.log").read_text()[-2000:]
     assert killed_at, "every run finished before its kill: nothing was resumed"
-    assert all(step < RUN_ITERS for step in killed_at)
+    # A kill may also land after the last checkpoint, while the run scores the whole val split: nothing is lost
+    # then either, but the test is about resuming mid-run, so at least one kill must come before the end.
+    assert any(step < RUN_ITERS for step in killed_at), killed_at
     run_training(out_dir, cli_env, "--resume")
     assert checkpoint.load(last).step == RUN_ITERS
     assert_same_tensors(reference_run, last)
