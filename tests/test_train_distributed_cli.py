@@ -80,4 +80,4 @@ def test_the_calculator_refuses_torchrun(monkeypatch, capsys):
     for key, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(key, value)
     assert cli.main(["train", "calculator"]) == 2
-    assert "the calculator trains in one process" in capsys.readouterr().err
+    assert "the calculator trains from scratch in one process: leave out torchrun" in capsys.readouterr().err

@@ -242,6 +242,9 @@ def settings_for(chapter: str, profile: str):
 
 
 def all_settings() -> list[tuple[str, str, object]]:
-    """(chapter, profile, settings) for every entry of the table."""
+    """(chapter, profile, settings) for every entry of the table.
+
+    Example: `len(all_settings()) == 3 * len(SETTINGS)`: every chapter under each profile.
+    """
     return [(chapter, profile, s) for chapter, by_profile in SETTINGS.items() for profile, s in by_profile.items()]
 

@@ -68,45 +68,69 @@ ALONE = ("efficiency",)  # chapters that time the GPU itself (attention kernels,
 
 
 def flops_per_token(run: TrainingRun) -> float:
-    """train.flops's count for `run`'s model, built on the meta device (shapes only, no memory)."""
+    """train.flops's count for `run`'s model, built on the meta device (shapes only, no memory).
+
+    Example: `flops_per_token(settings_for("gpt", "gpu").runs()["model"])` is about 7.1e7, the lecture model's.
+    """
     with torch.device("meta"):
         return flops.flops_per_token(GPT(run.model))
 
 
 def arithmetic_seconds(run: TrainingRun) -> float:
-    """The GPU's busy time in one training step of `run` on one H100: its arithmetic, launches aside."""
+    """The GPU's busy time in one training step of `run` on one H100: its arithmetic, launches aside.
+
+    Example: `arithmetic_seconds(settings_for("gpt", "gpu").runs()["model"])` is about 0.016, uncompiled.
+    """
     tokens = run.train.batch_size * run.train.grad_accum_steps * run.model.block_size
     return tokens * flops_per_token(run) / H100_FLOPS * (1.0 if run.train.compile is not False else EAGER_SLOWDOWN)
 
 
 def step_seconds(run: TrainingRun) -> float:
-    """One training step (forward, backward, update) of `run` on one H100: its arithmetic or its launch floor."""
+    """One training step (forward, backward, update) of `run` on one H100: its arithmetic or its launch floor.
+
+    Example: `step_seconds(settings_for("gpt", "gpu").runs()["model"])` is about 0.016: arithmetic, over a 5.8 ms floor.
+    """
     floor = STEP_FLOOR_S + LAYER_FLOOR_S * run.model.n_layer
     return max(arithmetic_seconds(run), floor * run.train.grad_accum_steps)
 
 
 def evaluations(train: TrainConfig) -> int:
-    """How many times `loop.train` evaluates: at step 0, every `eval_interval` steps, and at the end."""
+    """How many times `loop.train` evaluates: at step 0, every `eval_interval` steps, and at the end.
+
+    Example: `evaluations(TrainConfig(max_iters=5000, eval_interval=250))` is 21.
+    """
     return train.max_iters // train.eval_interval + 1 + (train.max_iters % train.eval_interval > 0)
 
 
 def steps(train: TrainConfig) -> float:
-    """A run's training steps, and its evaluation batches counted as a third of a step each."""
+    """A run's training steps, and its evaluation batches counted as a third of a step each.
+
+    Example: `steps(TrainConfig(max_iters=90, eval_interval=30, eval_iters=3))` is 98.0: 90 + 4 x 2 x 3 / 3.
+    """
     return train.max_iters + evaluations(train) * 2 * train.eval_iters / 3
 
 
 def run_seconds(run: TrainingRun, count: int = 1) -> float:
-    """`count` trainings of `run`, evaluations included, compiling not."""
+    """`count` trainings of `run`, evaluations included, compiling not.
+
+    Example: `run_seconds(settings_for("gpt", "gpu").runs()["model"])` is about 86, the lecture model's 5000 steps.
+    """
     return count * step_seconds(run) * steps(run.train)
 
 
 def windowed(run: TrainingRun, fmt: ArithmeticFormat, ops: tuple[str, ...], digits: int) -> TrainingRun:
-    """`run` costed at the windows exercise 2 trains it on: every problem padded to the longest one."""
+    """`run` costed at the windows exercise 2 trains it on: every problem padded to the longest one.
+
+    Example: `windowed(run, ArithmeticFormat(reverse=True, width=10), ("+",), 10).model.block_size` is 33.
+    """
     return TrainingRun(replace(run.model, block_size=fmt.max_length(ops, digits) - 1), run.train)
 
 
 def chapter_runs(chapter: str, settings) -> list[tuple[TrainingRun, int]]:
-    """The runs `chapter` trains under these settings, each with how many times (as the chapter's page does)."""
+    """The runs `chapter` trains under these settings, each with how many times (as the chapter's page does).
+
+    Example: `len(chapter_runs("gpt", settings_for("gpt", "gpu")))` is 10: the lecture model, 8 rungs, dropout.
+    """
     runs = settings.runs()
     if chapter == "gpt":  # the lecture model, the ladder, dropout (the takeaway gpt.ipynb runs in the CPU book only)
         ladder, overfit = settings.ladder, settings.overfitting
@@ -142,7 +166,9 @@ def chapter_runs(chapter: str, settings) -> list[tuple[TrainingRun, int]]:
 def other_seconds(chapter: str, settings) -> float:
     """What `chapter` does besides training its GPTs: `OTHER_WORK_S`, the bigram's steps, and the evaluations
     exercise 3 runs itself (Shakespeare's val loss at each pretraining evaluation; the novels' after, twice as many
-    batches, for the pretrained and the finetuned model), a third of a step per batch."""
+    batches, for the pretrained and the finetuned model), a third of a step per batch.
+    Example: `other_seconds("tokenizer", settings_for("tokenizer", "gpu"))` is 35.0, its `OTHER_WORK_S`.
+    """
     seconds = OTHER_WORK_S.get(chapter, 0.0)
     if chapter == "bigram":  # an embedding table: its step costs the floor, without layers
         seconds += STEP_FLOOR_S * steps(settings.train)
@@ -151,7 +177,9 @@ def other_seconds(chapter: str, settings) -> float:
 
 def own_evaluations(chapter: str, settings) -> list[tuple[TrainingRun, int]]:
     """The forward batches `chapter` evaluates itself, outside `loop.train`, each with the run whose model does:
-    exercise 3's Shakespeare val loss at each pretraining evaluation, then the novels' for two models."""
+    exercise 3's Shakespeare val loss at each pretraining evaluation, then the novels' for two models.
+    Example: `own_evaluations("gpt", settings_for("gpt", "gpu"))` is `[]`: only "pretrain" has any.
+    """
     if chapter != "pretrain":
         return []
     t = settings.pretrain
@@ -159,7 +187,10 @@ def own_evaluations(chapter: str, settings) -> list[tuple[TrainingRun, int]]:
 
 
 def gpu_seconds(chapter: str, settings) -> float:
-    """The seconds `chapter` keeps the GPU busy: the arithmetic of its runs and its own evaluations."""
+    """The seconds `chapter` keeps the GPU busy: the arithmetic of its runs and its own evaluations.
+
+    Example: `gpu_seconds("gpt", settings_for("gpt", "gpu"))` is about 88.
+    """
     training = sum(count * arithmetic_seconds(run) * steps(run.train) for run, count in chapter_runs(chapter, settings))
     return training + sum(arithmetic_seconds(run) * batches / 3 for run, batches in own_evaluations(chapter, settings))
 
@@ -173,7 +204,10 @@ def chapter_minutes(chapter: str, settings) -> float:
 
 
 def planned_minutes(profile: str = "gpu") -> dict[str, float]:
-    """Every chapter's planned minutes under `profile` (meaningful for gpu: the estimates are an H100's)."""
+    """Every chapter's planned minutes under `profile` (meaningful for gpu: the estimates are an H100's).
+
+    Example: `planned_minutes()["gpt"]` is about 1.9.
+    """
     return {chapter: chapter_minutes(chapter, by_profile[profile]) for chapter, by_profile in SETTINGS.items()}
 
 
@@ -188,7 +222,9 @@ def longest_first(minutes: dict[str, float], jobs: int) -> float:
 
 def together_bounds(profile: str = "gpu", jobs: int = JOBS) -> tuple[float, float]:
     """The minutes of the chapters run together (all but `ALONE`, the pages that train nothing included) on `jobs`
-    kernels, and the minutes of their arithmetic on the GPU, one after another: the book takes the longer."""
+    kernels, and the minutes of their arithmetic on the GPU, one after another: the book takes the longer.
+    Example: `scheduled, arithmetic = together_bounds()` gives about 3.1 and 6.1 minutes.
+    """
     together = {c: m for c, m in planned_minutes(profile).items() if c not in ALONE}
     pages = {page: CHAPTER_S / 60 for page in OTHER_PAGES}
     arithmetic = sum(gpu_seconds(chapter, SETTINGS[chapter][profile]) for chapter in together) / 60
@@ -196,7 +232,10 @@ def together_bounds(profile: str = "gpu", jobs: int = JOBS) -> tuple[float, floa
 
 
 def total_minutes(profile: str = "gpu", jobs: int = JOBS) -> float:
-    """The whole book's planned minutes: the `ALONE` chapters, then the rest `jobs` at a time."""
+    """The whole book's planned minutes: the `ALONE` chapters, then the rest `jobs` at a time.
+
+    Example: `total_minutes()` is about 7.4, and `total_minutes(jobs=1)` about 13.4.
+    """
     alone = sum(planned_minutes(profile)[chapter] for chapter in ALONE)
     return alone + max(together_bounds(profile, jobs))
 

@@ -40,7 +40,10 @@ class Profile:
 
 
 def profile_name() -> str:
-    """The profile asked for by `BUILDGPT_PROFILE`, or the one this machine suits."""
+    """The profile asked for by `BUILDGPT_PROFILE`, or the one this machine suits.
+
+    Example: `profile_name()` is "smoke" when `BUILDGPT_PROFILE=smoke`; unset, it is "cpu" without CUDA.
+    """
     name = os.environ.get(ENV_VAR, "").strip().lower()
     if not name:
         return "gpu" if torch.cuda.is_available() else "cpu"
@@ -50,7 +53,10 @@ def profile_name() -> str:
 
 
 def current() -> Profile:
-    """The active profile and the device its runs use."""
+    """The active profile and the device its runs use.
+
+    Example: `current()` is `Profile(name="cpu", device="cpu")` without CUDA or `BUILDGPT_PROFILE`.
+    """
     name = profile_name()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "gpu" and device != "cuda":

@@ -9,7 +9,10 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # code/buildgpt
 
 
 def source(obj) -> str:
-    """The source code of a function, class or module, exactly as the package has it."""
+    """The source code of a function, class or module, exactly as the package has it.
+
+    Example: `source(location).splitlines()[0]` is "def location(obj) -> str:".
+    """
     return inspect.getsource(obj)
 
 
@@ -29,7 +32,10 @@ def location(obj) -> str:
 
 
 def show_source(obj):
-    """Display `obj`'s source as highlighted Python with a file:lines caption, in the book and in Jupyter."""
+    """Display `obj`'s source as highlighted Python with a file:lines caption, in the book and in Jupyter.
+
+    Example: `show_source(location)` is Markdown captioned "`code/buildgpt/utils/show.py:<first>-<last>`".
+    """
     from IPython.display import Markdown
 
     return Markdown(f"`code/{location(obj)}`\n\n```python\n{source(obj).rstrip()}\n```")

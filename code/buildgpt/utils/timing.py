@@ -15,7 +15,10 @@ def _sync(device: str) -> None:
 
 
 def seconds_per_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, device: str = "cpu") -> float:
-    """Median wall-clock seconds of `fn()`, after `warmup` untimed calls (GPU work included)."""
+    """Median wall-clock seconds of `fn()`, after `warmup` untimed calls (GPU work included).
+
+    Example: `seconds_per_call(lambda: sum(range(1000)))` is a few microseconds on a CPU.
+    """
     for _ in range(warmup):
         fn()
     _sync(device)

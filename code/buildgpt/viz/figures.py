@@ -19,7 +19,10 @@ _SPECIAL = {"\n": "\\n", " ": "␣", "\t": "\\t"}
 
 
 def char_label(c: str) -> str:
-    """A visible label for a character: newline, space and tab would be invisible on an axis."""
+    """A visible label for a character: newline, space and tab would be invisible on an axis.
+
+    Example: `char_label(" ")` is "␣", and `char_label("a")` is "a".
+    """
     return _SPECIAL.get(c, c)
 
 
@@ -28,6 +31,7 @@ def loss_curves(runs: History | Mapping[str, History], title: str = "Loss during
     """Train (dashed) and val (solid) loss against step, for one run or several overlaid.
 
     `lines` may give a run its line style, e.g. one colour per variant and a dash per seed.
+    Example: `loss_curves({"a": history_a, "b": history_b})` draws four lines: a train, a val, b train, b val.
     """
     runs = {"": runs} if isinstance(runs, History) else runs
     fig = go.Figure()
@@ -43,6 +47,10 @@ def loss_curves(runs: History | Mapping[str, History], title: str = "Loss during
 
 
 def char_frequencies(text: str, title: str = "How often each character occurs") -> go.Figure:
+    """A bar for each character of `text`, most frequent first.
+
+    Example: `char_frequencies("hello")`'s first bar is "l", 2 times.
+    """
     counts = Counter(text).most_common()
     fig = go.Figure(go.Bar(x=[char_label(c) for c, _ in counts], y=[n for _, n in counts],
                            hovertemplate="%{x}: %{y:,} times<extra></extra>"))
@@ -58,7 +66,7 @@ def heatmap(matrix, x_labels: Sequence[str], y_labels: Sequence[str], title: str
 
     `log_colour` colours by log10 of the (positive) values, so that small probabilities are told
     apart; the hover and the colour bar still read the values themselves.
-    figures.heatmap(probs, chars, chars, "P(next | current)", log_colour=True)
+    Example: `heatmap(probs, chars, chars, "P(next | current)", log_colour=True)`.
     """
     matrix = np.asarray(matrix, dtype=float)
     colour, colorbar, values = matrix, dict(title=colorbar_title), None
@@ -77,7 +85,10 @@ def heatmap(matrix, x_labels: Sequence[str], y_labels: Sequence[str], title: str
 
 def lines(x: Sequence, series: Mapping[str, Sequence[float]], title: str, x_title: str = "", y_title: str = "",
           log_x: bool = False, log_y: bool = False) -> go.Figure:
-    """Several named curves over the same x values (`curves` with one x for all), hovered together."""
+    """Several named curves over the same x values (`curves` with one x for all), hovered together.
+
+    Example: `lines([1, 2, 3], {"train": [3, 2, 1], "val": [3, 2.5, 2]}, "loss")` draws two curves.
+    """
     fig = curves({name: (x, ys) for name, ys in series.items()}, title, x_title, y_title, log_x)
     fig.update_layout(hovermode="x unified", yaxis_type="log" if log_y else None)
     return fig
@@ -85,7 +96,10 @@ def lines(x: Sequence, series: Mapping[str, Sequence[float]], title: str, x_titl
 
 def curves(series: Mapping[str, tuple[Sequence, Sequence]], title: str, x_title: str = "", y_title: str = "",
            log_x: bool = False) -> go.Figure:
-    """Several named curves, each with its own x values: `{"name": (xs, ys)}`."""
+    """Several named curves, each with its own x values: `{"name": (xs, ys)}`.
+
+    Example: `curves({"small": ([1, 2], [3, 2]), "big": ([1, 2, 4], [3, 1.5, 1])}, "loss")` draws two curves.
+    """
     fig = go.Figure()
     for name, (xs, ys) in series.items():
         fig.add_scatter(x=list(xs), y=list(ys), mode="lines+markers", name=name, hovertemplate="%{y:,.3~f}")
@@ -101,7 +115,8 @@ def curves(series: Mapping[str, tuple[Sequence, Sequence]], title: str, x_title:
 def dots_and_intervals(points: Mapping[str, Sequence[float]], intervals: Mapping[str, tuple[float, float]],
                        title: str, y_title: str = "") -> go.Figure:
     """Every measurement as a dot, with each group's interval as a bar around its mean: the spread in view,
-    on an axis that shows all of it."""
+    on an axis that shows all of it. Example: `dots_and_intervals({"a": [1.0, 1.2, 1.1]}, {"a": (0.9, 1.3)}, "loss")`.
+    """
     fig = go.Figure()
     for name, values in points.items():
         low, high = intervals[name]
@@ -117,6 +132,10 @@ def dots_and_intervals(points: Mapping[str, Sequence[float]], intervals: Mapping
 
 def bars(names: Sequence[str], values: Sequence[float], title: str, y_title: str = "",
          text_format: str = "{:.3g}") -> go.Figure:
+    """A bar per name, labelled with its value in `text_format`.
+
+    Example: `bars(["a", "b"], [1.0, 2.5], "speed")` labels its bars "1" and "2.5".
+    """
     fig = go.Figure(go.Bar(x=list(names), y=list(values), text=[text_format.format(v) for v in values],
                            textposition="outside", hovertemplate="%{x}: %{y:.4g}<extra></extra>"))
     fig.update_layout(title=title, yaxis_title=y_title, height=420)
@@ -130,6 +149,7 @@ def matrix_selector(matrices: Mapping[str, object], x_labels: Sequence[str], y_l
 
     All share one colour range (from `zmin`, or the smallest value of any, to the largest), so
     a colour means the same number whichever matrix is shown.
+    Example: `matrix_selector({"x": np.eye(2), "y": np.ones((2, 2))}, "ab", "ab", "m")` shows "x" first.
     """
     names = list(matrices)
     values = np.concatenate([np.asarray(m, dtype=float).ravel() for m in matrices.values()])
@@ -155,6 +175,7 @@ def attention_explorer(maps, labels: Sequence[str], title: str = "Attention weig
     """Attention maps (n_layer, n_head, T, T) with a selector over layers and heads.
 
     Row i shows how much the token at position i (a query) takes from each earlier token (keys).
+    Example: `attention_explorer(torch.rand(2, 4, 3, 3), "abc")` offers 8 maps, "layer 1, head 1" first.
     """
     n_layer, n_head = maps.shape[:2]
     labels = [f"{i}:{char_label(c)}" for i, c in enumerate(labels)]  # positions keep repeated characters apart

@@ -25,6 +25,7 @@ def record(section: str, **values) -> None:
     """Merge `values` (JSON-able) into `section` of the results file, when a GPU run asks for one.
 
     Everywhere else (`BUILDGPT_RESULTS` unset) it does nothing, so chapters call it unconditionally.
+    Example: `record("gpt", best_val=1.47)` turns a missing results file into `{"gpt": {"best_val": 1.47}}`.
     """
     if not (target := os.environ.get(ENV_VAR)):
         return
@@ -35,13 +36,16 @@ def record(section: str, **values) -> None:
 
 
 def load(path: str | Path) -> dict | None:
-    """The committed results, or None before there are any."""
+    """The committed results, or None before there are any. Example: `load("no/such.json")` is None."""
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def box(results: dict | None, profile: Profile) -> str:
-    """Chapter 3's box (MyST Markdown, for `glue:md`): the GPU run's headline, labelled with its origin."""
+    """Chapter 3's box (MyST Markdown, for `glue:md`): the GPU run's headline, labelled with its origin.
+
+    Example: `box(None, Profile("cpu", "cpu"))` is the admonition "Measured on a GPU: no run yet".
+    """
     if profile.name == "gpu":
         body = "This page itself ran on the GPU, under the `gpu` profile: the numbers above are that run's."
         return _admonition("Measured on the GPU: this page", body)
@@ -62,7 +66,10 @@ def box(results: dict | None, profile: Profile) -> str:
 
 
 def curve(results: dict | None, profile: Profile):
-    """The GPU run's loss curve (a Plotly figure); None before there is a run, or on the GPU itself."""
+    """The GPU run's loss curve (a Plotly figure); None before there is a run, or on the GPU itself.
+
+    Example: `curve(None, Profile("cpu", "cpu"))` is None.
+    """
     gpt = (results or {}).get("gpt")
     if not gpt or profile.name == "gpu":
         return None
