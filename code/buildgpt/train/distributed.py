@@ -12,6 +12,7 @@ one thread per process.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
@@ -137,6 +138,11 @@ def shutdown() -> None:
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
+    # A DDP model must be freed while the group lives (let it go out of scope before this call). Freed
+    # later, its reducer drops the group's last reference while holding the GIL, and gloo's destructor
+    # then waits for a worker thread that is waiting for the GIL: a deadlock (seen in this project's
+    # throughput run). Collect any such model that only a reference cycle still keeps.
+    gc.collect()
     if dist.get_backend() == "gloo":
         # Tearing gloo down while its thread still frees a tensor of the last collective can deadlock
         # on the GIL (pytorch/pytorch#190489): wait until every rank is here, so none is in flight.

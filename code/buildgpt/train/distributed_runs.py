@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -118,14 +116,12 @@ def _memory(model: torch.nn.Module, config: TrainConfig, batch: tuple, device: s
     return sharded.bytes_per_rank(model, optimizer)
 
 
-def equivalence(out: Path) -> None:
-    """Train the same steps with DDP, then FSDP2, on every rank; save the weights after each step,
-    the bytes per rank, a DCP checkpoint and logits.
+def equivalence(out: Path, model_config: GPTConfig, config: TrainConfig, d: distributed.Dist) -> dict:
+    """Train the same steps with DDP, then FSDP2, on every rank: the weights after each step, the bytes
+    per rank and logits (the FSDP2 model also writes a DCP checkpoint into OUT/dcp).
 
     Example: `launch(["-m", __name__, "equivalence", str(out)], 2)`, then `torch.load(out / "equivalence.pt")`.
     """
-    model_config, config, device = read_spec(out)
-    d = distributed.start(device, force=True)
     if d.is_main:
         print(f"{d.world_size} ranks over {d.backend}; each takes {config.batch_size // d.world_size} of the "
               f"{config.batch_size} sequences of every batch", flush=True)
@@ -138,19 +134,15 @@ def equivalence(out: Path) -> None:
     x = tokens_for(model_config, 2)[: 2 * model_config.block_size].view(2, -1).to(d.device)
     with torch.no_grad():
         results["logits"], results["input"] = model.eval()(x)[0].cpu(), x.cpu()
-    if d.is_main:
-        torch.save(results, out / "equivalence.pt")
-    distributed.shutdown()
+    return results
 
 
-def throughput(out: Path) -> None:
+def throughput(out: Path, model_config: GPTConfig, config: TrainConfig, d: distributed.Dist) -> dict:
     """Tokens/s of rank 0 alone, then of every rank with DDP (each its own batch of `batch_size`), and the
     two parts of a DDP step timed apart: compute with the gradient sync off, and one all-reduce.
 
     Example: `launch(["-m", __name__, "throughput", str(out)], 2)`, then `torch.load(out / "throughput.pt")`.
     """
-    model_config, config, device = read_spec(out)
-    d = distributed.start(device, force=True)
     data = TokenBatches(tokens_for(model_config), tokens_for(model_config, 1), model_config.block_size)
     timed = replace(config, eval_interval=config.max_iters, eval_iters=1, out_dir=None)
     speeds = {}
@@ -173,11 +165,9 @@ def throughput(out: Path) -> None:
     compute = seconds_per_call(compute_only, repeats=5, warmup=1, device=d.device)
     grads = torch.zeros(sum(p.numel() for p in model.parameters()), device=d.device)  # fp32, as DDP sends them
     allreduce = seconds_per_call(lambda: dist.all_reduce(grads), repeats=10, warmup=2, device=d.device)
-    if d.is_main:
-        torch.save({"tokens_per_second": speeds, "compute_seconds": compute, "allreduce_seconds": allreduce,
-                    "gradient_bytes": grads.numel() * 4, "tokens_per_step": config.batch_size * model_config.block_size,
-                    "world_size": d.world_size}, out / "throughput.pt")
-    distributed.shutdown()
+    return {"tokens_per_second": speeds, "compute_seconds": compute, "allreduce_seconds": allreduce,
+            "gradient_bytes": grads.numel() * 4, "tokens_per_step": config.batch_size * model_config.block_size,
+            "world_size": d.world_size}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -185,12 +175,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run", choices=["equivalence", "throughput"])
     parser.add_argument("out", type=Path, help="a folder holding spec.json (see write_spec)")
     args = parser.parse_args(argv)
-    {"equivalence": equivalence, "throughput": throughput}[args.run](args.out)
-    # Everything is written and the group is shut down. Skip the interpreter's teardown, where torch's
-    # worker threads can still deadlock on the GIL at exit (pytorch/pytorch#190489) and leave torchrun waiting.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    model_config, config, device = read_spec(args.out)
+    d = distributed.start(device, force=True)
+    # The run's DDP and FSDP2 models are freed when it returns, while the group still lives: see `shutdown`.
+    results = {"equivalence": equivalence, "throughput": throughput}[args.run](args.out, model_config, config, d)
+    if d.is_main:
+        torch.save(results, args.out / f"{args.run}.pt")
+    distributed.shutdown()
 
 
 if __name__ == "__main__":
