@@ -137,7 +137,7 @@ def equivalence(out: Path, model_config: GPTConfig, config: TrainConfig, d: dist
     return results
 
 
-def throughput(out: Path, model_config: GPTConfig, config: TrainConfig, d: distributed.Dist) -> dict:
+def throughput(model_config: GPTConfig, config: TrainConfig, d: distributed.Dist) -> dict:
     """Tokens/s of rank 0 alone, then of every rank with DDP (each its own batch of `batch_size`), and the
     two parts of a DDP step timed apart: compute with the gradient sync off, and one all-reduce.
 
@@ -178,7 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     model_config, config, device = read_spec(args.out)
     d = distributed.start(device, force=True)
     # The run's DDP and FSDP2 models are freed when it returns, while the group still lives: see `shutdown`.
-    results = {"equivalence": equivalence, "throughput": throughput}[args.run](args.out, model_config, config, d)
+    if args.run == "equivalence":
+        results = equivalence(args.out, model_config, config, d)
+    else:
+        results = throughput(model_config, config, d)
     if d.is_main:
         torch.save(results, args.out / f"{args.run}.pt")
     distributed.shutdown()
