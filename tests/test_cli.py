@@ -118,6 +118,14 @@ def test_unknown_character_in_prompt_returns_2(trained, capsys):
     assert "'~'" in captured.err
 
 
+@pytest.mark.parametrize("flag, value", [("--temperature", "nan"), ("--temperature", "-1"), ("--top-p", "0"),
+                                         ("--max-new-tokens", "-3")])
+def test_bad_sampling_arguments_are_refused_before_the_prompt_is_printed(trained, capsys, flag, value):
+    assert main(["sample", ckpt(trained), "--prompt", "KING:", flag, value]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("error:")
+
+
 @pytest.mark.parametrize("content", [b"garbage, not a checkpoint", None])
 def test_corrupt_or_missing_checkpoint_returns_2(trained, tmp_path, capsys, content):
     path = tmp_path / "broken.safetensors"

@@ -32,6 +32,7 @@ from .infer.export_hf import export_hf
 from .infer.generate import generate_stream
 from .infer.load import char_tokenizer, load_char_model, load_for_sampling, load_model
 from .infer.quantize import FORMATS, quantize_model, save_quantized, weight_bytes
+from .infer.sampling import check_sampling_args
 from .nn.model import GPT
 from .settings import profiles
 from .tokenizers.chars import CharTokenizer
@@ -140,8 +141,7 @@ def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, s
     calc = Calculator.from_checkpoint(best, profile.device)
     scores = accuracy_by_operation(calc.model, held_out, calc.fmt)
     print(f"best val loss {history.best_val:.4f} at step {history.best_step}; checkpoints in {config.out_dir}")
-    print(f"held-out exact match of {best}: " +
-          ", ".join(f"{op} {acc:.1%} ({n})" for op, (acc, n) in scores.items()))
+    print(f"held-out exact match of {best}: " + ", ".join(f"{op} {acc:.1%} ({n})" for op, (acc, n) in scores.items()))
     return 0
 
 
@@ -174,6 +174,7 @@ def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_
            top_p: float | None, seed: int | None, use_cache: bool, weights: str | None = None,
            compiled: bool = False) -> int:
     """`buildgpt sample`. Example: `sample("run/best.safetensors", "ROMEO:", 100, 0.8, 40, None, 1, True)`."""
+    check_sampling_args(max_new_tokens, temperature, top_k, top_p)  # before the prompt is printed
     device = "cpu" if compiled or not torch.cuda.is_available() else "cuda"
     if compiled and (top_k or top_p or not use_cache or (weights or "int8") not in COMPILED_WEIGHTS):
         raise ValueError("--compile samples with temperature only, from the cache, with int8 or fp32 weights: "
