@@ -69,6 +69,38 @@ def ckpt(trained) -> str:
     return str(trained["out_dir"] / "best.safetensors")
 
 
+def test_a_new_run_never_writes_over_an_earlier_one(trained, smoke, capsys):
+    out_dir = trained["out_dir"]
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    for preset in ("shakespeare-char", "calculator"):
+        assert main(["train", preset, "--out-dir", str(out_dir), "--max-iters", "2"]) == 2
+        assert "holds a run already (last.safetensors): go on with --resume" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+
+
+def test_resume_needs_a_run_to_go_on_from(tmp_path, smoke, capsys):
+    assert main(["train", "shakespeare-char", "--out-dir", str(tmp_path / "typo"), "--resume"]) == 2
+    assert "there is no" in capsys.readouterr().err and not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**63), "99999999999999999999"])
+def test_a_seed_torch_cannot_take_is_refused_by_the_parser(trained, capsys, seed):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", ckpt(trained), "--seed", seed])
+    assert exit_info.value.code == 2 and "a seed is a whole number from 0 to 2**63 - 1" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_ends_the_sample_quietly(trained, smoke):
+    """`buildgpt sample ... | head -c 20`: no BrokenPipeError traceback, the exit code of a closed pipe."""
+    reader = subprocess.Popen(["head", "-c", "20"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    writer = subprocess.run([sys.executable, "-m", "buildgpt.cli", "sample", ckpt(trained), "--max-new-tokens",
+                             "20000", "--seed", "0"], stdout=reader.stdin, stderr=subprocess.PIPE, text=True,
+                            timeout=120)
+    reader.stdin.close()
+    reader.wait(timeout=10)
+    assert writer.returncode == 141 and "Traceback" not in writer.stderr, writer.stderr[-2000:]
+
+
 def test_sample_prints_the_prompt_and_its_continuation(trained, capsys):
     assert main(["sample", ckpt(trained), "--prompt", "ROMEO:", "--max-new-tokens", "30", "--seed", "1"]) == 0
     out = capsys.readouterr().out

@@ -13,6 +13,7 @@ from buildgpt.data import registry
 from buildgpt.nn.model import GPT, GPTConfig
 from buildgpt.settings import profiles
 from buildgpt.settings.chapters import settings_for
+from buildgpt.tokenizers.chat import SPECIAL_TOKENS, ChatTokenizer
 from buildgpt.train import checkpoint
 
 
@@ -65,9 +66,11 @@ def test_finetuning_starts_from_the_pretrained_weights_with_the_finetuning_sched
     assert all(torch.equal(unmoved.model_state[k], v) for k, v in start.model_state.items())
 
 
-def write_char_checkpoint(path, chars, vocab_size=None, tokenizer=True):
-    model = GPT(GPTConfig(vocab_size=vocab_size or len(chars), block_size=8, n_layer=1, n_head=1, n_embd=8))
-    meta = {"tokenizer": {"type": "char", "chars": chars}} if tokenizer else {}
+def write_char_checkpoint(path, chars, vocab_size=None, tokenizer=True, chat=False):
+    tokenizer_meta = ChatTokenizer(chars).to_meta() if chat else {"type": "char", "chars": chars}
+    vocab_size = vocab_size or len(chars) + (len(SPECIAL_TOKENS) if chat else 0)
+    model = GPT(GPTConfig(vocab_size=vocab_size, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    meta = {"tokenizer": tokenizer_meta} if tokenizer else {}
     checkpoint.save(path, model, step=0, meta=meta)
     return str(path)
 
@@ -76,13 +79,15 @@ def write_char_checkpoint(path, chars, vocab_size=None, tokenizer=True):
     ("few-chars", "characters that the vocabulary"),
     ("no-tokenizer", "not a character-level model"),
     ("vocab-size", "vocab_size is 70 but its tokenizer has 65"),
+    ("chat-tuned", "is chat-tuned; --init-from finetunes a plain character model"),
 ])
 def test_init_from_a_checkpoint_that_does_not_fit_is_refused(case, message, mirror, tmp_path, monkeypatch):
     monkeypatch.setenv(profiles.ENV_VAR, "smoke")
     shakespeare = sorted(set(registry.load_text("tinyshakespeare")))
     path = {"few-chars": lambda: write_char_checkpoint(tmp_path / "c.safetensors", list("abcdefgh \n")),
             "no-tokenizer": lambda: write_char_checkpoint(tmp_path / "c.safetensors", shakespeare, tokenizer=False),
-            "vocab-size": lambda: write_char_checkpoint(tmp_path / "c.safetensors", shakespeare, vocab_size=70)}[case]()
+            "vocab-size": lambda: write_char_checkpoint(tmp_path / "c.safetensors", shakespeare, vocab_size=70),
+            "chat-tuned": lambda: write_char_checkpoint(tmp_path / "c.safetensors", shakespeare, chat=True)}[case]()
     rc, _, stderr = run(["train", "shakespeare-char", "--init-from", path, "--out-dir", str(tmp_path / "out")])
     assert rc == 2 and message in stderr
     assert not (tmp_path / "out").exists()  # refused before anything was trained or written

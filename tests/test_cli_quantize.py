@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -85,3 +87,14 @@ def test_compiled_sampling_refuses_what_it_does_not_do(fp32_checkpoint, capsys):
     main(["quantize", fp32_checkpoint, "--format", "int8", "--out", fp32_checkpoint + ".int8"])
     assert main(["sample", fp32_checkpoint + ".int8", "--compile"]) == 2
     assert "holds int8 weights, not fp32" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("same_file", [True, False])
+def test_quantize_replaces_no_file_not_even_its_own_source(fp32_checkpoint, capsys, same_file):
+    target = fp32_checkpoint if same_file else fp32_checkpoint.replace("best", "other")
+    if not same_file:
+        Path(target).write_bytes(b"another run's checkpoint")
+    before = Path(target).read_bytes()
+    assert main(["quantize", fp32_checkpoint, "--format", "int8", "--out", target]) == 2
+    assert "exists, and quantize replaces no file" in capsys.readouterr().err
+    assert Path(target).read_bytes() == before

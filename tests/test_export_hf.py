@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import jinja2
 import pytest
@@ -184,6 +185,34 @@ def test_an_existing_export_is_replaced_only_with_overwrite(tmp_path, monkeypatc
         export_hf(path, tmp_path / "hf", overwrite=True)
     assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == first  # the old export, intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "m.safetensors"]  # no temporary folder left
+
+
+def test_overwrite_never_replaces_the_checkpoint_or_a_folder_that_is_not_an_export(tmp_path):
+    inside = tmp_path / "run"
+    inside.mkdir()
+    path = save(inside / "m.safetensors", random_gpt(SMALL))
+    (inside / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="is inside .*run"):
+        export_hf(path, inside, overwrite=True)
+    with pytest.raises(ValueError, match="is inside"):
+        export_hf(path, tmp_path, overwrite=True)  # a folder above it too
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not an earlier export"):
+        export_hf(path, other, overwrite=True)
+    assert (inside / "notes.txt").read_text() == (other / "notes.txt").read_text() == "mine" and path.is_file()
+
+
+def test_the_export_gets_the_modes_of_the_umask(tmp_path):
+    path = save(tmp_path / "m.safetensors", random_gpt(SMALL))
+    umask = os.umask(0o022)
+    try:
+        out = export_hf(path, tmp_path / "hf")
+    finally:
+        os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in out.iterdir())
 
 
 def test_the_cli_exports_and_says_what_to_do_with_an_existing_folder(tmp_path, capsys):

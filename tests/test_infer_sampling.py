@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from buildgpt.infer.sampling import check_sampling_args, sample_next
+from buildgpt.infer.sampling import MIN_TEMPERATURE, check_sampling_args, sample_next
 
 PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05])
 N = 4000  # samples per check: rows of one batch, so a single call draws them all
@@ -112,6 +112,8 @@ def test_sampling_does_not_modify_the_logits():
                                         ((1, -0.1, None, None), "temperature"),
                                         ((1, float("nan"), None, None), "temperature"),
                                         ((1, float("inf"), None, None), "temperature"),
+                                        ((1, 1e-40, None, None), "too small"),
+                                        ((1, 5e-324, 5, None), "too small"),
                                         ((1, 1.0, None, float("nan")), "top_p"),
                                         ((1, 1.0, 0, None), "top_k"),
                                         ((1, 1.0, None, 0.0), "top_p"),
@@ -125,3 +127,9 @@ def test_check_sampling_args_accepts_edges():
     check_sampling_args(0, 0.0, 1, 1.0)
     check_sampling_args(10, 2.0, 10**6, 1e-9)
     check_sampling_args(10, 1.0, None, None)
+
+
+def test_the_smallest_allowed_temperature_samples_the_largest_logit():
+    logits = torch.randn(64, 65) * 20
+    check_sampling_args(1, MIN_TEMPERATURE, None, None)
+    assert torch.equal(sample_next(logits, MIN_TEMPERATURE), logits.argmax(-1, keepdim=True))

@@ -1,7 +1,7 @@
 """Imports inside the package point one way only: a part of the book may use earlier parts, never later ones.
 
 The order is the package docstring's: utils < data < tokenizers < nn < train < infer < exercises < settings <
-viz < cli. Inside one subpackage, modules may import each other.
+viz < cli_parser < cli. Inside one subpackage, modules may import each other.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import buildgpt
 
 PACKAGE = Path(buildgpt.__file__).parent
-LAYERS = ["utils", "data", "tokenizers", "nn", "train", "infer", "exercises", "settings", "viz", "cli"]
+LAYERS = ["utils", "data", "tokenizers", "nn", "train", "infer", "exercises", "settings", "viz", "cli_parser", "cli"]
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py")
 
 

@@ -193,6 +193,17 @@ def test_damaged_header_raises_checkpoint_error(tmp_path, header):
         load(path)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_that_are_not_finite_are_a_corrupt_checkpoint(tmp_path, bad):
+    """Bytes overwritten inside the data, or a run saved after it diverged: refused, naming the tensor."""
+    model, _ = trained(steps=0)
+    with torch.no_grad():
+        model.lm_head.weight[3, 5] = bad
+    path = save(tmp_path / "broken.safetensors", model, step=0, meta={})
+    with pytest.raises(CheckpointError, match="broken.safetensors is corrupt: its tensor lm_head.weight holds NaN"):
+        load(path)
+
+
 # ---------------------------------------------------------------- any model with a config, wrapped or not
 
 

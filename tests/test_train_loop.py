@@ -292,6 +292,29 @@ def test_nan_loss_raises_and_keeps_the_checkpoint(tmp_path):
     assert all(torch.isfinite(p).all() for p in restored.parameters())
 
 
+def test_weights_that_are_not_finite_stop_before_the_first_save(tmp_path):
+    run(replace(RUN, max_iters=5, out_dir=str(tmp_path)))
+    good = (tmp_path / "last.safetensors").read_bytes()
+    model = fresh_model()
+    with torch.no_grad():
+        model.lm_head.weight.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="step 0; the last checkpoint .* was kept. The weights it started from"):
+        run(replace(RUN, out_dir=str(tmp_path)), model=model)
+    assert (tmp_path / "last.safetensors").read_bytes() == good  # not replaced by the broken weights
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_an_out_dir_that_cannot_be_a_folder_is_refused_before_training(tmp_path, below):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    model = fresh_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="cannot write checkpoints to .*a-file"):
+        run(replace(RUN, out_dir=str(blocker / below)), model=model)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # no step was taken
+    assert blocker.read_text() == "not a folder"
+
+
 def test_nan_loss_without_out_dir():
     model = fresh_model()
     nan_after(model, 0)

@@ -29,7 +29,7 @@ later one's:
 - `settings`: `profiles` (smoke / cpu / gpu), `types`, `gpt_chapter` and `chapters` (each chapter's run sizes,
   from presets);
 - `viz`: the interactive figures (`figures`, `tokens`, `schedule`), the GPU run's box (`gpu_results`);
-- `cli`: `buildgpt train | sample | quantize | calc | chat | export-hf`.
+- `cli_parser` and `cli`: `buildgpt train | sample | quantize | calc | chat | export-hf`, parsed, then run.
 
 Chapter by chapter, the modules it shows and the tests that prove them are listed in the
 README. Importing the package needs only torch, numpy and the small core dependencies: the

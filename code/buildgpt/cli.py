@@ -13,13 +13,14 @@
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from .cli_parser import WEIGHTS, build_parser, expression_not_option
 from .data import registry
 from .data.arithmetic import OPS, VOCAB, ArithmeticBatches, ArithmeticFormat, held_out_problems
 from .data.batches import TokenBatches, train_val_split
@@ -31,7 +32,7 @@ from .infer.compiled_decode import CompiledDecoder
 from .infer.export_hf import export_hf
 from .infer.generate import generate_stream
 from .infer.load import char_tokenizer, load_char_model, load_for_sampling, load_model
-from .infer.quantize import FORMATS, quantize_model, save_quantized, weight_bytes
+from .infer.quantize import quantize_model, save_quantized, weight_bytes
 from .infer.sampling import check_sampling_args
 from .nn.model import GPT
 from .settings import profiles
@@ -40,12 +41,17 @@ from .train import checkpoint, distributed, objectives
 from .train.evaluate import split_loss
 from .train.loop import History, TrainConfig, TrainingDiverged, train
 
-PRESETS = ("shakespeare-char", "novels-char")
-WEIGHTS = {"int4": "q4_0"}  # the names people use for ggml's formats
-
 
 def run_config(schedule: TrainConfig, out_dir: str, resume: bool, max_iters: int | None, seed: int | None) -> TrainConfig:
-    """The schedule with the command line's choices. Example: `run_config(s, "out", False, 9, None).max_iters` is 9."""
+    """The schedule with the command line's choices. Example: `run_config(s, "out", False, 9, None).max_iters` is 9.
+
+    A new run never writes over an earlier one's checkpoints, and a resume needs one to go on from."""
+    last = Path(out_dir) / "last.safetensors"
+    if resume and not last.is_file():
+        raise ValueError(f"--resume: there is no {last} to go on from; leave out --resume to start a new run")
+    if not resume and last.exists():
+        raise ValueError(f"{out_dir} holds a run already ({last.name}): go on with --resume, or start a new run "
+                         "in another --out-dir (or move this one aside)")
     config = replace(schedule, out_dir=out_dir, resume=resume)
     return replace(config, **{k: v for k, v in (("max_iters", max_iters), ("seed", seed)) if v is not None})
 
@@ -80,6 +86,9 @@ def preset_run(name: str, profile: profiles.Profile, seed: int | None, init_from
     text = registry.load_text("tinyshakespeare")
     if init_from:
         model, tokenizer, _ = load_char_model(init_from, text=text)
+        if not isinstance(tokenizer, CharTokenizer):  # a chat model's special tokens have no place in plain text
+            raise ValueError(f"{init_from} is chat-tuned; --init-from finetunes a plain character model, "
+                             "such as checkpoints/novels-char/best.safetensors")
         schedule = profile.settings("pretrain").finetune
         torch.manual_seed(schedule.seed if seed is None else seed)  # dropout
     else:
@@ -155,8 +164,8 @@ def calc(path: str, expression: str | None) -> int:
     if tty:
         print(f"a calculator trained on {' '.join(calculator.ops)} with operands of up to {calculator.digits} digits; "
               "one expression per line, 'quit' or Ctrl-D to end", file=sys.stderr)
-    calculator.interactive(sys.stdin, sys.stdout, sys.stderr, prompt="calc> " if tty else "")
-    return 0
+    _, refused = calculator.interactive(sys.stdin, sys.stdout, sys.stderr, prompt="calc> " if tty else "")
+    return 2 if refused and not tty else 0  # a script reading the answers learns that some lines were bad
 
 
 def quantize(path: str, format: str, out: str | None) -> int:
@@ -164,6 +173,8 @@ def quantize(path: str, format: str, out: str | None) -> int:
     model, ckpt = load_model(path, "cpu", weights="fp32")
     format = WEIGHTS.get(format, format)
     target = out or str(Path(path).with_suffix(f".{format}.safetensors"))
+    if Path(target).exists():  # it could be the float32 checkpoint itself, or another run's
+        raise ValueError(f"{target} exists, and quantize replaces no file: give another --out, or move it aside")
     save_quantized(target, model, format, ckpt.meta, ckpt.step)
     print(f"{format} weights of {path}: {weight_bytes(quantize_model(model, format)) / 1e6:.2f} MB "
           f"(float32: {weight_bytes(model) / 1e6:.2f} MB), written to {target}")
@@ -206,61 +217,9 @@ def chat(path: str, temperature: float, top_k: int | None, max_new_tokens: int, 
     return 0  # Ctrl-C at the prompt ends the session as Ctrl-D does
 
 
-def expression_not_option(argv: list[str]) -> list[str]:
-    """`buildgpt calc CKPT -5+3`: an expression that starts with a minus is not an option (argparse would say so).
-
-    Example: `expression_not_option(["calc", "c", "-5+3"])` is `["calc", "c", "--", "-5+3"]`."""
-    if len(argv) >= 3 and argv[0] == "calc" and argv[2][:1] == "-" and argv[2][1:2].isdigit():
-        return [*argv[:2], "--", *argv[2:]]
-    return argv
-
-
 def main(argv: list[str] | None = None) -> int:
     """The `buildgpt` command, its exit code returned. Example: `main(["sample", "run/best.safetensors"])` is 0."""
-    parser = argparse.ArgumentParser(prog="buildgpt", description="Train a GPT and sample from it.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    t = commands.add_parser("train", help="train a preset; sizes follow BUILDGPT_PROFILE")
-    t.add_argument("preset", choices=sorted([*PRESETS, "calculator"]))
-    t.add_argument("--init-from", metavar="CHECKPOINT",
-                   help="shakespeare-char only: finetune this pretrained character model (e.g. novels-char's)")
-    t.add_argument("--out-dir", help="where checkpoints go (default: checkpoints/PRESET)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.safetensors")
-    t.add_argument("--max-iters", type=int, help="override the profile's number of steps")
-    t.add_argument("--seed", type=int, help="the run's seed: initial weights, batches, dropout (default: the profile's)")
-    t.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (under torchrun; default: DDP)")
-    s = commands.add_parser("sample", help="generate text from a checkpoint, printing as it goes")
-    s.add_argument("checkpoint")
-    s.add_argument("--prompt", default="", help="text to continue (default: a newline)")
-    s.add_argument("--max-new-tokens", type=int, default=500)
-    s.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
-    s.add_argument("--top-k", type=int, default=None)
-    s.add_argument("--top-p", type=float, default=None)
-    s.add_argument("--seed", type=int, default=None)
-    s.add_argument("--no-cache", action="store_true", help="recompute the whole context every step")
-    s.add_argument("--weights", choices=["fp32", "fp16", *FORMATS, *WEIGHTS],
-                   help="weights to decode with (default: a float16 copy for the cached one-token steps, or the "
-                        "checkpoint's own quantized format); int4 is q4_0")
-    s.add_argument("--compile", action="store_true", help="one compiled decode step, int8 weights by default "
-                   "(CPU; compiling takes seconds once, then each token is faster: for long samples)")
-    q = commands.add_parser("quantize", help="write a checkpoint's weights as int8, q8_0 or q4_0 (int4)")
-    q.add_argument("checkpoint")
-    q.add_argument("--format", required=True, choices=[*FORMATS, *WEIGHTS])
-    q.add_argument("--out", help="where to write it (default: beside it, e.g. best.int8.safetensors)")
-    c = commands.add_parser("calc", help="a trained calculator: its working as it writes it, the answer, "
-                                         "checked against Python")
-    c.add_argument("checkpoint")
-    c.add_argument("expression", nargs="?", help='a op b, e.g. "1234*56"; without it, one expression per line from stdin')
-    h = commands.add_parser("chat", help="talk to a chat-tuned checkpoint, its answers streamed")
-    h.add_argument("checkpoint")
-    h.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
-    h.add_argument("--top-k", type=int, default=None)
-    h.add_argument("--max-new-tokens", type=int, default=256, help="the longest answer, in tokens")
-    h.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    e = commands.add_parser("export-hf", help="write a checkpoint as a Hugging Face transformers GPT-2 model and tokenizer")
-    e.add_argument("checkpoint")
-    e.add_argument("out_dir")
-    e.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is not empty")
-    args = parser.parse_args(expression_not_option(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(expression_not_option(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "train" and args.preset == "calculator":
             return train_calculator(args.out_dir, args.resume, args.max_iters, args.seed, args.fsdp, args.init_from)
@@ -292,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C while sampling or calculating (training says what it kept itself)
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output stopped (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush fails no more
+        return 141
     finally:
         distributed.shutdown()
 

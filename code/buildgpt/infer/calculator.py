@@ -205,10 +205,10 @@ class Calculator:
         print(verdict.message, file=out, flush=True)
         return verdict
 
-    def interactive(self, lines: Iterable[str], out: TextIO, err: TextIO, prompt: str = "") -> int:
+    def interactive(self, lines: Iterable[str], out: TextIO, err: TextIO, prompt: str = "") -> tuple[int, int]:
         """`solve` each line until the end of input (or "quit"/"exit"); blank lines are skipped, and a bad
-        line gets its error and the loop goes on. Returns how many expressions were answered."""
-        answered = 0
+        line gets its error and the loop goes on. Returns how many lines were answered and how many refused."""
+        answered = refused = 0
         if prompt:
             err.write(prompt)
             err.flush()
@@ -222,10 +222,11 @@ class Calculator:
                     answered += 1
                 except CalculatorInputError as e:
                     print(f"error: {e}", file=err, flush=True)
+                    refused += 1
             if prompt:
                 err.write(prompt)
                 err.flush()
-        return answered
+        return answered, refused
 
 
 def per_operation(result: ArithmeticEval) -> dict[str, tuple[float, int]]:

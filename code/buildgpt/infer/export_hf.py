@@ -44,6 +44,7 @@ from ..nn.model import GPT, GPTConfig
 from ..nn.nanogpt import nanogpt_name
 from ..tokenizers.chars import CharTokenizer
 from ..tokenizers.chat import ASSISTANT, END, ROLE_MARKERS, SPECIAL_TOKENS, ChatTokenizer
+from ..utils.files import give_default_mode
 from .load import char_tokenizer, load_model
 
 # What GPT-2 can express, field by field, and why the other values cannot be exported.
@@ -221,6 +222,11 @@ def export_hf(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, ov
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; choose another folder, or pass overwrite=True "
                               "to replace it")
+    if out.resolve() in Path(checkpoint_path).resolve().parents:
+        raise ValueError(f"{checkpoint_path} is inside {out}, which the export would replace: choose another folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise ValueError(f"{out} holds files but no config.json, so it is not an earlier export: overwrite replaces "
+                         "only an export; choose another folder")
     model, ckpt = load_model(checkpoint_path, weights="fp32")  # refuses quantized and damaged files
     tokenizer = char_tokenizer(ckpt, checkpoint_path)
     eos = tokenizer.special_tokens[END] if isinstance(tokenizer, ChatTokenizer) else None
@@ -232,6 +238,7 @@ def export_hf(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, ov
     try:
         hf_model.save_pretrained(tmp)
         hf_tokenizer.save_pretrained(tmp)
+        give_default_mode(tmp)  # as the umask gives a new folder, not mkdtemp's owner-only 0700
         if out.is_dir() and any(out.iterdir()):  # overwrite: move the old export aside, delete it after
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
             os.replace(out, old)

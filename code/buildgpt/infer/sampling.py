@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+MIN_TEMPERATURE = 1e-4  # the smallest temperature that is not 0: below it, use greedy decoding
+
 
 def check_sampling_args(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
     """Reject settings that have no meaning, before any work is done.
@@ -19,6 +21,9 @@ def check_sampling_args(max_new_tokens: int, temperature: float, top_k: int | No
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if not math.isfinite(temperature) or temperature < 0:  # NaN passes a `< 0` check, then samples garbage
         raise ValueError(f"temperature must be a number >= 0 (0 means greedy), got {temperature}")
+    if 0 < temperature < MIN_TEMPERATURE:  # dividing by it overflows float32 logits to inf, and softmax to NaN
+        raise ValueError(f"temperature {temperature} is too small to divide by: use 0 for greedy decoding "
+                         f"(which it would be anyway), or at least {MIN_TEMPERATURE}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:  # NaN fails both comparisons, so it is refused too

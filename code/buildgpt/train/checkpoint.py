@@ -17,6 +17,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..utils.files import give_default_mode
+
 FORMAT = "buildgpt-checkpoint-1"
 
 
@@ -96,9 +98,7 @@ def save(path: str | os.PathLike, model: torch.nn.Module, step: int, meta: dict,
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"buildgpt": json.dumps(header)})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as any new file gets, not mkstemp's owner-only 0600
+        give_default_mode(tmp)  # as any new file gets, not mkstemp's owner-only 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -131,6 +131,10 @@ def load(path: str | os.PathLike, expected_config: dict | None = None) -> Checkp
                  for k in sorted(set(config) | set(expected_config)) if config.get(k) != expected_config.get(k)]
         raise CheckpointError(f"{path} was written for a different model ({'; '.join(diffs)})")
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    broken = next((k for k, v in model_state.items() if v.is_floating_point() and not v.isfinite().all()), None)
+    if broken:  # bytes overwritten in place, or a run saved after it diverged: any answer would be garbage
+        raise CheckpointError(f"{path} is corrupt: its tensor {broken} holds NaN or infinite values; use another "
+                              "checkpoint of the run (best.safetensors, or a copy from before it broke)")
     optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
     return Checkpoint(
         model_config=config, model_state=model_state, step=step, meta=meta,

@@ -157,6 +157,12 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
     rank = rank_and_world_size()[0]
     ranks_training = data_parallel_ranks(model)  # for tokens seen: every rank's batches, not only this one's
     out_dir = Path(config.out_dir) if config.out_dir else None
+    if out_dir and rank == 0:
+        try:  # before any training: a folder that cannot be written should not cost a run
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"cannot write checkpoints to {out_dir}: {e.strerror} ({e.filename}); "
+                             "give an out_dir that is, or can become, a folder") from None
     model.to(device).train()
     optimizer = make_optimizer(model, config, device)
     batch_rng = torch.Generator().manual_seed(config.seed + 1_000_003 * rank)  # each rank its own batches
@@ -182,6 +188,8 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
             with autocast:
                 losses = estimate_loss(runner, batches, config.eval_iters, config.batch_size, device, eval_rng,
                                        loss_fn)
+            if not all(map(math.isfinite, losses.values())):  # checked before saving: the last good file stays
+                raise _diverged(losses["train"], step, start, out_dir)
             speed = interval_tokens / train_seconds if train_seconds else math.nan
             _record(history, step, losses, config.lr_at(step), time.perf_counter() - t0, tokens, speed)
             train_seconds, interval_tokens = 0.0, 0
@@ -201,9 +209,7 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
             with autocast:
                 loss = loss_fn(runner, batch) / config.grad_accum_steps  # the step's loss is the mean
             if not torch.isfinite(loss):
-                kept = f"the last checkpoint ({out_dir / 'last.safetensors'}) was kept" if out_dir else "no checkpoint was written"
-                raise TrainingDiverged(f"loss became {loss.item()} at step {step}; {kept}. "
-                                       "Lower the learning rate or enable gradient clipping.")
+                raise _diverged(loss.item(), step, start, out_dir)
             loss.backward()
             tokens += batch[0].numel() * ranks_training
             interval_tokens += batch[0].numel() * ranks_training
@@ -215,6 +221,16 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
         bar.update(1)
     bar.close()
     return history
+
+
+def _diverged(loss: float, step: int, start: int, out_dir: Path | None) -> TrainingDiverged:
+    last = out_dir / "last.safetensors" if out_dir else None
+    kept = f"the last checkpoint ({last}) was kept" if last and last.is_file() else "no checkpoint was written"
+    if step == start:  # no step of this run has run yet: the weights it started from are to blame
+        cause = "the weights it started from are not finite numbers: start from another checkpoint"
+    else:
+        cause = "lower the learning rate or enable gradient clipping"
+    return TrainingDiverged(f"loss became {loss} at step {step}; {kept}. {cause.capitalize()}.")
 
 
 def _record(history: History, step: int, losses: dict[str, float], lr: float, seconds: float, tokens: int,

@@ -15,5 +15,17 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as tmp:
         tmp.write(text)
+    give_default_mode(tmp.name)
     os.replace(tmp.name, path)
     return path
+
+
+def give_default_mode(path: str | os.PathLike) -> None:
+    """Give `path` (and, for a folder, all it holds) the mode a new file or folder gets under the umask, instead
+    of the owner-only one `tempfile` creates with. Example: `give_default_mode(tmp)` makes 0600 0644 under umask 022.
+    """
+    umask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(umask)
+    path = Path(path)
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)

@@ -1,0 +1,75 @@
+"""The `buildgpt` command's arguments: its subcommands and their flags, parsed here and run by cli.py."""
+
+from __future__ import annotations
+
+import argparse
+
+from .infer.quantize import FORMATS
+
+PRESETS = ("shakespeare-char", "novels-char")
+WEIGHTS = {"int4": "q4_0"}  # the names people use for ggml's formats
+
+
+def seed(text: str) -> int:
+    """A `--seed`: a whole number that torch's generators take. Example: `seed("1337")` is 1337."""
+    value = int(text)  # argparse turns a ValueError into "invalid seed value"
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to 2**63 - 1, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand of `buildgpt` and its flags. Example: `build_parser().parse_args(["calc", "c.safetensors", "1+2"])`."""
+    parser = argparse.ArgumentParser(prog="buildgpt", description="Train a GPT and sample from it.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    t = commands.add_parser("train", help="train a preset; sizes follow BUILDGPT_PROFILE")
+    t.add_argument("preset", choices=sorted([*PRESETS, "calculator"]))
+    t.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="shakespeare-char only: finetune this pretrained character model (e.g. novels-char's)")
+    t.add_argument("--out-dir", help="where checkpoints go (default: checkpoints/PRESET)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.safetensors")
+    t.add_argument("--max-iters", type=int, help="override the profile's number of steps")
+    t.add_argument("--seed", type=seed, help="the run's seed: initial weights, batches, dropout (default: the profile's)")
+    t.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (under torchrun; default: DDP)")
+    s = commands.add_parser("sample", help="generate text from a checkpoint, printing as it goes")
+    s.add_argument("checkpoint")
+    s.add_argument("--prompt", default="", help="text to continue (default: a newline)")
+    s.add_argument("--max-new-tokens", type=int, default=500)
+    s.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    s.add_argument("--top-k", type=int, default=None)
+    s.add_argument("--top-p", type=float, default=None)
+    s.add_argument("--seed", type=seed, default=None)
+    s.add_argument("--no-cache", action="store_true", help="recompute the whole context every step")
+    s.add_argument("--weights", choices=["fp32", "fp16", *FORMATS, *WEIGHTS],
+                   help="weights to decode with (default: a float16 copy for the cached one-token steps, or the "
+                        "checkpoint's own quantized format); int4 is q4_0")
+    s.add_argument("--compile", action="store_true", help="one compiled decode step, int8 weights by default "
+                   "(CPU; compiling takes seconds once, then each token is faster: for long samples)")
+    q = commands.add_parser("quantize", help="write a checkpoint's weights as int8, q8_0 or q4_0 (int4)")
+    q.add_argument("checkpoint")
+    q.add_argument("--format", required=True, choices=[*FORMATS, *WEIGHTS])
+    q.add_argument("--out", help="where to write it (default: beside it, e.g. best.int8.safetensors)")
+    c = commands.add_parser("calc", help="a trained calculator: its working as it writes it, the answer, "
+                                         "checked against Python")
+    c.add_argument("checkpoint")
+    c.add_argument("expression", nargs="?", help='a op b, e.g. "1234*56"; without it, one expression per line from stdin')
+    h = commands.add_parser("chat", help="talk to a chat-tuned checkpoint, its answers streamed")
+    h.add_argument("checkpoint")
+    h.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    h.add_argument("--top-k", type=int, default=None)
+    h.add_argument("--max-new-tokens", type=int, default=256, help="the longest answer, in tokens")
+    h.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    e = commands.add_parser("export-hf", help="write a checkpoint as a Hugging Face transformers GPT-2 model and tokenizer")
+    e.add_argument("checkpoint")
+    e.add_argument("out_dir")
+    e.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is not empty")
+    return parser
+
+
+def expression_not_option(argv: list[str]) -> list[str]:
+    """`buildgpt calc CKPT -5+3`: an expression that starts with a minus is not an option (argparse would say so).
+
+    Example: `expression_not_option(["calc", "c", "-5+3"])` is `["calc", "c", "--", "-5+3"]`."""
+    if len(argv) >= 3 and argv[0] == "calc" and argv[2][:1] == "-" and argv[2][1:2].isdigit():
+        return [*argv[:2], "--", *argv[2:]]
+    return argv
