@@ -380,3 +380,19 @@ def test_kill_9_at_random_moments_then_resume_ends_exactly_like_an_uninterrupted
     assert best.step == loss_history(last)["best_step"]
     ref_best = checkpoint.load(reference_run.parent / "best.safetensors")
     assert all(torch.equal(best.model_state[k], ref_best.model_state[k]) for k in ref_best.model_state)
+
+
+def test_sigterm_stops_training_with_a_message_and_an_intact_checkpoint(tmp_path, cli_env):
+    """How torchrun stops the other ranks when one dies, or `kill` stops a run: as Ctrl-C does, saying what was kept."""
+    out_dir = tmp_path / "terminated"
+    proc = start_training(out_dir, cli_env, "--max-iters", "1000000")
+    try:
+        _wait_for_new_checkpoint(proc, out_dir / "last.safetensors", None)
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        rc = proc.wait(timeout=60)
+    said = (tmp_path / "terminated.log").read_text()
+    assert rc == 143, said[-2000:]
+    assert f"stopped by SIGTERM (under torchrun: another rank failed); the last checkpoint in {out_dir} is intact" in said
+    assert "Traceback" not in said
+    checkpoint.load(out_dir / "last.safetensors")

@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -58,15 +60,34 @@ def run_config(schedule: TrainConfig, out_dir: str, resume: bool, max_iters: int
 
 def train_or_exit_code(model: GPT, batches, config: TrainConfig, device: str, meta: dict,
                        loss_fn: objectives.LossFn = objectives.next_token_loss) -> History | int:
-    """Train; on Ctrl-C or a diverging loss, say what was kept and return the exit code instead of a history."""
+    """Train; on Ctrl-C, SIGTERM, a failed peer or a diverging loss, say what was kept and return the exit code
+    instead of a history."""
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # how torchrun stops the others when a rank dies
+    kept = f"the last checkpoint in {config.out_dir} is intact: go on with --resume"
     try:
         return train(model, batches, config, device, meta=meta, loss_fn=loss_fn)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; the last checkpoint in {config.out_dir} is intact: go on with --resume", file=sys.stderr)
-        return 130
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        stopped = e.args == ("SIGTERM",)
+        print(f"\n{'stopped by SIGTERM (under torchrun: another rank failed)' if stopped else 'interrupted'}; {kept}",
+              file=sys.stderr)
+        return 143 if stopped else 130
+    except RuntimeError as e:
+        if isinstance(e, TrainingDiverged):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        if not torch.distributed.is_initialized():
+            raise
+        cause = re.sub(r"^\[[^\]]*\]\s*", "", str(e).splitlines()[0]).split(". ")[0]  # less gloo's source file
+        print(f"\nerror: a collective failed ({cause}), so another rank probably died (torchrun names it); {kept}",
+              file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm(signum, frame):
+    """A SIGTERM ends training as Ctrl-C does: unwinding, so no checkpoint is left half-written."""
+    raise KeyboardInterrupt("SIGTERM")
 
 
 def preset_run(name: str, profile: profiles.Profile, seed: int | None, init_from: str | None):
