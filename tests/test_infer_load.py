@@ -63,6 +63,8 @@ def test_a_config_no_gpt_accepts_is_a_damaged_header(tmp_path, model_config):
 def test_missing_file_raises(tmp_path):
     with pytest.raises(CheckpointError, match="nowhere"):
         load_model(tmp_path / "nowhere.safetensors")
+    with pytest.raises(CheckpointError, match="is a folder; give a checkpoint file in it, such as .*best.safetensors"):
+        load_model(tmp_path)
 
 
 def test_a_device_torch_does_not_know_or_this_machine_lacks_is_refused_with_a_hint(tmp_path):
@@ -71,6 +73,8 @@ def test_a_device_torch_does_not_know_or_this_machine_lacks_is_refused_with_a_hi
     assert usable_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="unknown device 'gpu': use cpu, cuda"):
         load_model(tmp_path / "not-read-first.safetensors", device="gpu")
+    with pytest.raises(ValueError, match="unknown device 'meta'"):  # torch knows it, but nothing runs there
+        usable_device("meta")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             usable_device("cuda:0")

@@ -22,7 +22,9 @@ def usable_device(device: str) -> torch.device:
     try:
         parsed = torch.device(device)
     except RuntimeError:
-        raise ValueError(f"unknown device {device!r}: use cpu, cuda (or cuda:1, ...) or mps") from None
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda", "mps"):  # torch also knows meta, xla, ...: not to run on
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda (or cuda:1, ...) or mps")
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r}, but this machine has no CUDA GPU torch can use: use cpu")
     if parsed.type == "mps" and not torch.backends.mps.is_available():

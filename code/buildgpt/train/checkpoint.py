@@ -112,6 +112,8 @@ def load(path: str | os.PathLike, expected_config: dict | None = None) -> Checkp
     Example: `load("checkpoints/shakespeare-char/last.safetensors").step`.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give a checkpoint file in it, such as {path / 'best.safetensors'}")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
