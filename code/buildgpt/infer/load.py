@@ -89,7 +89,8 @@ def char_tokenizer(ckpt: Checkpoint, path: str | os.PathLike) -> CharTokenizer |
     tokenizer_meta = ckpt.meta.get("tokenizer") or {}
     if tokenizer_meta.get("type") != "char":
         raise CheckpointError(f"{path} is not a character-level model (its meta.tokenizer is {tokenizer_meta or None}); "
-                              "use a checkpoint written by `buildgpt train shakespeare-char` or `novels-char`")
+                              "use a character-level GPT's: from `buildgpt train shakespeare-char` or `novels-char`, "
+                              "or the assistant page's checkpoints/assistant/last.safetensors")
     try:
         tokenizer = (ChatTokenizer.from_meta(tokenizer_meta) if "special_tokens" in tokenizer_meta
                      else CharTokenizer(tokenizer_meta["chars"]))
