@@ -75,7 +75,9 @@ def train_or_exit_code(model: GPT, batches, config: TrainConfig, device: str, me
         if isinstance(e, TrainingDiverged):
             print(f"error: {e}", file=sys.stderr)
             return 1
-        if not torch.distributed.is_initialized():
+        lost_peer = isinstance(e, torch.distributed.DistError) or re.search(r"peer|connection|broken pipe|timed out",
+                                                                             str(e), re.IGNORECASE)
+        if not (torch.distributed.is_initialized() and lost_peer):  # anything else is a bug: its traceback helps
             raise
         cause = re.sub(r"^\[[^\]]*\]\s*", "", str(e).splitlines()[0]).split(". ")[0]  # less gloo's source file
         print(f"\nerror: a collective failed ({cause}), so another rank probably died (torchrun names it); {kept}",
