@@ -98,7 +98,7 @@ def test_not_found_offline_explains_everything(data_cache, _offline):
     assert str(data_cache) in message
     assert "network is unreachable" in message  # the cause of the failed download
     assert _offline == [TINY.url]  # exactly one download attempt, at the registry URL
-    assert not (data_cache / "tinyshakespeare" / "input.txt").exists()
+    assert not (data_cache / "tinyshakespeare").exists()  # not even an empty folder is left behind
 
 
 def test_not_found_names_an_empty_mirror(data_cache, tmp_path, monkeypatch):

@@ -130,11 +130,12 @@ def _roots() -> list[Path]:
 
 
 def _download(dataset: Dataset, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
-    with urllib.request.urlopen(dataset.url, timeout=30) as response, open(partial, "wb") as out:
-        while block := response.read(_CHUNK):
-            out.write(block)
+    with urllib.request.urlopen(dataset.url, timeout=30) as response:
+        target.parent.mkdir(parents=True, exist_ok=True)  # only once there is something to put in it
+        with open(partial, "wb") as out:
+            while block := response.read(_CHUNK):
+                out.write(block)
     _verified(partial, dataset)  # a bad download stays as .part, never as the dataset
     partial.replace(target)
     return target
