@@ -198,10 +198,12 @@ def test_overwrite_never_replaces_the_checkpoint_or_a_folder_that_is_not_an_expo
         export_hf(path, tmp_path, overwrite=True)  # a folder above it too
     other = tmp_path / "other"
     other.mkdir()
+    (other / "config.json").write_text("{}")  # a project's config, not an export's
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="not an earlier export"):
+    with pytest.raises(ValueError, match="holds notes.txt, which no export writes"):
         export_hf(path, other, overwrite=True)
     assert (inside / "notes.txt").read_text() == (other / "notes.txt").read_text() == "mine" and path.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "run"]  # no temporary folder left
 
 
 def test_the_export_gets_the_modes_of_the_umask(tmp_path):

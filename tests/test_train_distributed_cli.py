@@ -56,7 +56,7 @@ def test_a_killed_rank_stops_the_run_and_resume_continues_from_its_checkpoint(tm
     assert launcher.returncode != 0
     assert time.monotonic() - killed < 60
     assert "rank      : 1" in output and f"pid: {victim}" in output and "SIGKILL" in output, output[-3000:]
-    assert f"the last checkpoint in {out} is intact: go on with --resume" in output, output[-3000:]  # rank 0 says so
+    assert f"the last checkpoint, {out / 'last.safetensors'}, is intact: go on with --resume" in output, output[-3000:]
 
     kept = checkpoint.load(out / "last.safetensors")  # intact, whatever step it was written at
     assert len(kept.rng_state) == 4  # rank 0's batches, evaluation, dropout, then rank 1's batches

@@ -303,6 +303,16 @@ def test_weights_that_are_not_finite_stop_before_the_first_save(tmp_path):
     assert (tmp_path / "last.safetensors").read_bytes() == good  # not replaced by the broken weights
 
 
+def test_a_val_loss_that_is_not_a_number_before_any_step_blames_the_data_not_the_weights(tmp_path):
+    x, _ = random_batch(RUN.batch_size, 0)
+    nothing_scored = torch.full_like(x, -100)  # the mean over no target at all: NaN
+    batches = FixedBatches([random_batch(RUN.batch_size, 1)], (x, nothing_scored))
+    with pytest.raises(TrainingDiverged, match="the val loss became nan at step 0; no checkpoint was written. "
+                                               "No step had run yet, so check the data"):
+        train(fresh_model(), batches, replace(RUN, out_dir=str(tmp_path)), progress=False)
+    assert not (tmp_path / "last.safetensors").exists()
+
+
 @pytest.mark.parametrize("below", ["", "sub"])
 def test_an_out_dir_that_cannot_be_a_folder_is_refused_before_training(tmp_path, below):
     blocker = tmp_path / "a-file"

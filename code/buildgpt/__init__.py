@@ -19,7 +19,8 @@ later one's:
 - `train`: `objectives` (batch sources, loss functions), `loop` (the one training loop),
   `evaluate` (losses, the unigram and bigram floors; bits per byte, chapter 6), `checkpoint`, `experiments`
   (controlled comparisons), `ladder` (chapter 3's rungs, trained alike), `flops` (model FLOPs utilisation),
-  `distributed`, `sharded`, `distributed_runs`, `scaling` (training on many processes: DDP, FSDP2, DCP),
+  `distributed`, `sharded`, `distributed_runs`, `scaling` (training on many processes: DDP, FSDP2, DCP), `stops`
+  (how a command-line run ends early, and what it kept),
   `alignment` (SFT and DPO);
 - `infer`: `sampling`, `kv_cache`, `generate`, `half_weights`, `load` (a model from a checkpoint),
   `arithmetic`, `calculator` (exercise 2), `quantize` and `weight_formats` (int8, Q8_0, Q4_0 weights),

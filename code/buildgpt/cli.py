@@ -7,15 +7,13 @@
     buildgpt calc checkpoints/calculator/best.safetensors "1234*56"   # no expression: one per line from stdin
     buildgpt chat checkpoints/assistant/last.safetensors   # talk to the assistant page's model; /reset, /quit
     buildgpt train novels-char                       # exercise 3: pretrain on the novels
-    buildgpt train shakespeare-char --init-from checkpoints/novels-char/best.safetensors   # then finetune
-    torchrun --nproc-per-node 2 -m buildgpt.cli train shakespeare-char [--fsdp]   # data parallel, N processes
+    buildgpt train shakespeare-char --init-from checkpoints/novels-char/best.safetensors --out-dir checkpoints/tuned
+    torchrun --nproc-per-node 2 -m buildgpt.cli train shakespeare-char --out-dir checkpoints/ddp [--fsdp]   # N processes
 """
 
 from __future__ import annotations
 
 import os
-import re
-import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -41,55 +39,14 @@ from .settings import profiles
 from .tokenizers.chars import CharTokenizer
 from .train import checkpoint, distributed, objectives
 from .train.evaluate import split_loss
-from .train.loop import History, TrainConfig, TrainingDiverged, train
+from .train.loop import TrainConfig
+from .train.stops import check_run_folder, train_or_exit_code
 
 
 def run_config(schedule: TrainConfig, out_dir: str, resume: bool, max_iters: int | None, seed: int | None) -> TrainConfig:
-    """The schedule with the command line's choices. Example: `run_config(s, "out", False, 9, None).max_iters` is 9.
-
-    A new run never writes over an earlier one's checkpoints, and a resume needs one to go on from."""
-    last = Path(out_dir) / "last.safetensors"
-    if resume and not last.is_file():
-        raise ValueError(f"--resume: there is no {last} to go on from; leave out --resume to start a new run")
-    if not resume and last.exists():
-        raise ValueError(f"{out_dir} holds a run already ({last.name}): go on with --resume, or start a new run "
-                         "in another --out-dir (or move this one aside)")
+    """The schedule with the command line's choices. Example: `run_config(s, "out", False, 9, None).max_iters` is 9."""
     config = replace(schedule, out_dir=out_dir, resume=resume)
     return replace(config, **{k: v for k, v in (("max_iters", max_iters), ("seed", seed)) if v is not None})
-
-
-def train_or_exit_code(model: GPT, batches, config: TrainConfig, device: str, meta: dict,
-                       loss_fn: objectives.LossFn = objectives.next_token_loss) -> History | int:
-    """Train; on Ctrl-C, SIGTERM, a failed peer or a diverging loss, say what was kept and return the exit code
-    instead of a history."""
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # how torchrun stops the others when a rank dies
-    kept = f"the last checkpoint in {config.out_dir} is intact: go on with --resume"
-    try:
-        return train(model, batches, config, device, meta=meta, loss_fn=loss_fn)
-    except KeyboardInterrupt as e:
-        stopped = e.args == ("SIGTERM",)
-        print(f"\n{'stopped by SIGTERM (under torchrun: another rank failed)' if stopped else 'interrupted'}; {kept}",
-              file=sys.stderr)
-        return 143 if stopped else 130
-    except RuntimeError as e:
-        if isinstance(e, TrainingDiverged):
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        lost_peer = isinstance(e, torch.distributed.DistError) or re.search(r"peer|connection|broken pipe|timed out",
-                                                                             str(e), re.IGNORECASE)
-        if not (torch.distributed.is_initialized() and lost_peer):  # anything else is a bug: its traceback helps
-            raise
-        cause = re.sub(r"^\[[^\]]*\]\s*", "", str(e).splitlines()[0]).split(". ")[0]  # less gloo's source file
-        print(f"\nerror: a collective failed ({cause}), so another rank probably died (torchrun names it); {kept}",
-              file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _stop_on_sigterm(signum, frame):
-    """A SIGTERM ends training as Ctrl-C does: unwinding, so no checkpoint is left half-written."""
-    raise KeyboardInterrupt("SIGTERM")
 
 
 def preset_run(name: str, profile: profiles.Profile, seed: int | None, init_from: str | None):
@@ -126,10 +83,12 @@ def preset_run(name: str, profile: profiles.Profile, seed: int | None, init_from
 def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None,
                  fsdp: bool = False, init_from: str | None = None) -> int:
     """`buildgpt train PRESET`. Example: `train_preset("novels-char", None, False, 100, None)` trains 100 steps."""
+    out_dir = out_dir or f"checkpoints/{name}"
+    check_run_folder(out_dir, resume)
     profile = profiles.current()
     d = distributed.start(profile.device, force=fsdp)  # one process, or one of torchrun's
     model, tokenizer, batches, val_data, schedule = preset_run(name, profile, seed, init_from)
-    config = run_config(schedule, out_dir or f"checkpoints/{name}", resume, max_iters, seed)
+    config = run_config(schedule, out_dir, resume, max_iters, seed)
     if d.is_main:  # only rank 0 speaks
         print(f"{name}: {model.num_params() / 1e6:.2f}M parameters, seed {config.seed}, {profile.describe()}, "
               f"{d.describe()}{', FSDP2' if fsdp else ''}", file=sys.stderr)
@@ -152,6 +111,8 @@ def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, s
     """`buildgpt train calculator`. Example: `train_calculator(None, False, 200, seed=1)` trains 200 steps."""
     if distributed.under_torchrun() or fsdp or init_from:  # under torchrun each process would write the same files
         raise ValueError("the calculator trains from scratch in one process: leave out torchrun, --fsdp and --init-from")
+    out_dir = out_dir or "checkpoints/calculator"
+    check_run_folder(out_dir, resume)
     profile = profiles.current()
     settings = profile.settings("calculator")
     fmt = ArithmeticFormat(reverse=True, width=settings.digits, trace=settings.trace)
@@ -160,7 +121,7 @@ def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, s
     if batches.length > settings.run.model.block_size:
         raise ValueError(f"the longest problem has {batches.length} tokens; the model's block_size is "
                          f"{settings.run.model.block_size}")
-    config = run_config(settings.run.train, out_dir or "checkpoints/calculator", resume, max_iters, seed)
+    config = run_config(settings.run.train, out_dir, resume, max_iters, seed)
     torch.manual_seed(config.seed)  # the initial weights follow the run's seed
     model = GPT(replace(settings.run.model, vocab_size=len(VOCAB)))
     print(f"calculator: {model.num_params() / 1e6:.2f}M parameters, operands of up to {settings.digits} digits, "
@@ -193,11 +154,11 @@ def calc(path: str, expression: str | None) -> int:
 
 def quantize(path: str, format: str, out: str | None) -> int:
     """`buildgpt quantize`. Example: `quantize("run/best.safetensors", "int8", None)` writes best.int8.safetensors."""
-    model, ckpt = load_model(path, "cpu", weights="fp32")
     format = WEIGHTS.get(format, format)
     target = out or str(Path(path).with_suffix(f".{format}.safetensors"))
     if Path(target).exists():  # it could be the float32 checkpoint itself, or another run's
         raise ValueError(f"{target} exists, and quantize replaces no file: give another --out, or move it aside")
+    model, ckpt = load_model(path, "cpu", weights="fp32")
     save_quantized(target, model, format, ckpt.meta, ckpt.step)
     print(f"{format} weights of {path}: {weight_bytes(quantize_model(model, format)) / 1e6:.2f} MB "
           f"(float32: {weight_bytes(model) / 1e6:.2f} MB), written to {target}")
@@ -275,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader of our output stopped (`| head`): stop quietly, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush fails no more
+        if argv is not None:  # called from Python, not as the command: the caller's stdout is theirs
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit fails no more
+        os.close(devnull)
         return 141
     finally:
         distributed.shutdown()

@@ -11,7 +11,8 @@ WEIGHTS = {"int4": "q4_0"}  # the names people use for ggml's formats
 
 
 def seed(text: str) -> int:
-    """A `--seed`: a whole number that torch's generators take. Example: `seed("1337")` is 1337."""
+    """A `--seed`: a whole number from 0 to 2**63 - 1, so that the per-rank offsets added to it stay within what
+    torch's generators take (below 2**64). Example: `seed("1337")` is 1337."""
     value = int(text)  # argparse turns a ValueError into "invalid seed value"
     if not 0 <= value < 2**63:
         raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to 2**63 - 1, got {text}")
@@ -27,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", metavar="CHECKPOINT",
                    help="shakespeare-char only: finetune this pretrained character model (e.g. novels-char's)")
     t.add_argument("--out-dir", help="where checkpoints go (default: checkpoints/PRESET)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.safetensors")
+    t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.safetensors, which must exist (without "
+                   "--resume, OUT_DIR must hold no run: a new run never writes over an earlier one)")
     t.add_argument("--max-iters", type=int, help="override the profile's number of steps")
     t.add_argument("--seed", type=seed, help="the run's seed: initial weights, batches, dropout (default: the profile's)")
     t.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (under torchrun; default: DDP)")

@@ -224,9 +224,6 @@ def export_hf(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, ov
                               "to replace it")
     if out.resolve() in Path(checkpoint_path).resolve().parents:
         raise ValueError(f"{checkpoint_path} is inside {out}, which the export would replace: choose another folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
-        raise ValueError(f"{out} holds files but no config.json, so it is not an earlier export: overwrite replaces "
-                         "only an export; choose another folder")
     model, ckpt = load_model(checkpoint_path, weights="fp32")  # refuses quantized and damaged files
     tokenizer = char_tokenizer(ckpt, checkpoint_path)
     eos = tokenizer.special_tokens[END] if isinstance(tokenizer, ChatTokenizer) else None
@@ -239,6 +236,9 @@ def export_hf(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, ov
         hf_model.save_pretrained(tmp)
         hf_tokenizer.save_pretrained(tmp)
         give_default_mode(tmp)  # as the umask gives a new folder, not mkdtemp's owner-only 0700
+        if out.is_dir() and (foreign := sorted({p.name for p in out.iterdir()} - {p.name for p in tmp.iterdir()})):
+            raise ValueError(f"{out} holds {', '.join(foreign[:3])}, which no export writes: overwrite replaces only "
+                             "an earlier export; choose another folder")
         if out.is_dir() and any(out.iterdir()):  # overwrite: move the old export aside, delete it after
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
             os.replace(out, old)

@@ -21,7 +21,7 @@ def check_sampling_args(max_new_tokens: int, temperature: float, top_k: int | No
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if not math.isfinite(temperature) or temperature < 0:  # NaN passes a `< 0` check, then samples garbage
         raise ValueError(f"temperature must be a number >= 0 (0 means greedy), got {temperature}")
-    if 0 < temperature < MIN_TEMPERATURE:  # dividing by it overflows float32 logits to inf, and softmax to NaN
+    if 0 < temperature < MIN_TEMPERATURE:  # far enough below, dividing by it overflows float32 logits: NaN
         raise ValueError(f"temperature {temperature} is too small to divide by: use 0 for greedy decoding "
                          f"(which it would be anyway), or at least {MIN_TEMPERATURE}")
     if top_k is not None and top_k < 1:

@@ -188,8 +188,9 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
             with autocast:
                 losses = estimate_loss(runner, batches, config.eval_iters, config.batch_size, device, eval_rng,
                                        loss_fn)
-            if not all(map(math.isfinite, losses.values())):  # checked before saving: the last good file stays
-                raise _diverged(losses["train"], step, start, out_dir)
+            broken = [split for split, value in losses.items() if not math.isfinite(value)]
+            if broken:  # checked before saving: the last good file stays
+                raise _diverged(f"the {broken[0]} loss", losses[broken[0]], step, start, out_dir, model)
             speed = interval_tokens / train_seconds if train_seconds else math.nan
             _record(history, step, losses, config.lr_at(step), time.perf_counter() - t0, tokens, speed)
             train_seconds, interval_tokens = 0.0, 0
@@ -209,7 +210,7 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
             with autocast:
                 loss = loss_fn(runner, batch) / config.grad_accum_steps  # the step's loss is the mean
             if not torch.isfinite(loss):
-                raise _diverged(loss.item(), step, start, out_dir)
+                raise _diverged("the loss", loss.item(), step, start, out_dir, model)
             loss.backward()
             tokens += batch[0].numel() * ranks_training
             interval_tokens += batch[0].numel() * ranks_training
@@ -223,14 +224,16 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
     return history
 
 
-def _diverged(loss: float, step: int, start: int, out_dir: Path | None) -> TrainingDiverged:
+def _diverged(what: str, value: float, step: int, start: int, out_dir: Path | None, model) -> TrainingDiverged:
     last = out_dir / "last.safetensors" if out_dir else None
     kept = f"the last checkpoint ({last}) was kept" if last and last.is_file() else "no checkpoint was written"
-    if step == start:  # no step of this run has run yet: the weights it started from are to blame
-        cause = "the weights it started from are not finite numbers: start from another checkpoint"
-    else:
+    if step > start:
         cause = "lower the learning rate or enable gradient clipping"
-    return TrainingDiverged(f"loss became {loss} at step {step}; {kept}. {cause.capitalize()}.")
+    elif not all(p.isfinite().all() for p in model.parameters()):
+        cause = "the weights it started from are not finite numbers: start from another checkpoint"
+    else:  # finite weights, and no step has run: what they were given is to blame
+        cause = "no step had run yet, so check the data and the loss function"
+    return TrainingDiverged(f"{what} became {value} at step {step}; {kept}. {cause.capitalize()}.")
 
 
 def _record(history: History, step: int, losses: dict[str, float], lr: float, seconds: float, tokens: int,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -24,8 +25,20 @@ def give_default_mode(path: str | os.PathLike) -> None:
     """Give `path` (and, for a folder, all it holds) the mode a new file or folder gets under the umask, instead
     of the owner-only one `tempfile` creates with. Example: `give_default_mode(tmp)` makes 0600 0644 under umask 022.
     """
-    umask = os.umask(0)  # reading the umask means setting it: put it straight back
-    os.umask(umask)
+    umask = _umask()
     path = Path(path)
     for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
         os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux), since setting it and
+    setting it back leaves a moment in which another thread, or an interrupted one, sees the wrong one."""
+    try:
+        if match := re.search(r"^Umask:\s*([0-7]+)", Path("/proc/self/status").read_text(), re.MULTILINE):
+            return int(match[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)  # elsewhere (macOS) reading it means setting it: put it straight back
+    os.umask(umask)
+    return umask

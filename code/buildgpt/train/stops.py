@@ -1,0 +1,79 @@
+"""How a training run from the command line ends when it does not finish: Ctrl-C, SIGTERM, a rank that died,
+a loss that stopped being a number. Each says what was kept and gives an exit code, never a traceback.
+Also the rule that keeps runs apart: a new run never writes over an earlier one's checkpoints.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import torch
+
+from . import distributed, objectives
+from .loop import History, TrainConfig, TrainingDiverged, train
+
+
+def check_run_folder(out_dir: str, resume: bool) -> None:
+    """Before any work: a new run never writes over an earlier one's checkpoints, and a resume needs one.
+
+    Example: `check_run_folder("checkpoints/calculator", resume=False)` raises if a run is there already."""
+    last = Path(out_dir) / "last.safetensors"
+    if resume and not last.is_file():
+        raise ValueError(f"--resume: there is no {last} to go on from; leave out --resume to start a new run")
+    if not resume and last.exists():
+        raise ValueError(f"{out_dir} holds a run already ({last.name}): go on with --resume, or start a new run "
+                         "in another --out-dir (or move this one aside)")
+
+
+def train_or_exit_code(model: torch.nn.Module, batches, config: TrainConfig, device: str, meta: dict,
+                       loss_fn: objectives.LossFn = objectives.next_token_loss) -> History | int:
+    """Train; on Ctrl-C, SIGTERM, a failed peer or a diverging loss, say what was kept and return the exit code
+    instead of a history."""
+    # torchrun stops the other ranks with SIGTERM when one fails. Not under NCCL: a rank blocked in a CUDA sync
+    # would only run the handler once torchrun's SIGKILL comes, 30 s later; and signals belong to the main thread.
+    catch_sigterm = threading.current_thread() is threading.main_thread() and not (
+        torch.distributed.is_available() and torch.distributed.is_initialized()
+        and torch.distributed.get_backend() == "nccl")
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if catch_sigterm else None
+    try:
+        return train(model, batches, config, device, meta=meta, loss_fn=loss_fn)
+    except KeyboardInterrupt as e:
+        stopped = e.args == ("SIGTERM",)
+        why = "interrupted" if not stopped else (
+            "stopped by SIGTERM (torchrun sends it when another rank fails)" if distributed.under_torchrun()
+            else "stopped by SIGTERM")
+        print(f"\n{why}; {_what_was_kept(config.out_dir)}", file=sys.stderr)
+        return 143 if stopped else 130
+    except RuntimeError as e:
+        if isinstance(e, TrainingDiverged):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        grouped = torch.distributed.is_available() and torch.distributed.is_initialized()
+        lost_peer = grouped and (isinstance(e, torch.distributed.DistError)
+                                 or re.search(r"peer|connection|broken pipe|timed out", str(e), re.IGNORECASE))
+        if not lost_peer:  # anything else is a bug: its traceback helps
+            raise
+        first_line = (str(e).splitlines() or [""])[0]
+        cause = re.sub(r"^\[[^\]]*\]\s*", "", first_line).split(". ")[0]  # less gloo's source file
+        print(f"\nerror on rank {torch.distributed.get_rank()}: a collective failed ({cause}), so another rank "
+              f"probably died (torchrun names it); {_what_was_kept(config.out_dir)}", file=sys.stderr)
+        return 1
+    finally:
+        if catch_sigterm:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _what_was_kept(out_dir: str | None) -> str:
+    last = Path(out_dir) / "last.safetensors" if out_dir else None
+    if last and last.is_file():
+        return f"the last checkpoint, {last}, is intact: go on with --resume"
+    return "no checkpoint had been written yet"
+
+
+def _stop_on_sigterm(signum, frame):
+    """A SIGTERM ends training as Ctrl-C does: unwinding, so no checkpoint is left half-written."""
+    raise KeyboardInterrupt("SIGTERM")
