@@ -21,7 +21,7 @@ import textwrap
 from dataclasses import fields
 from pathlib import Path
 
-from buildgpt.data import batches
+from buildgpt.data import batches, registry
 from buildgpt.infer import sampling
 from buildgpt.nn import attention, loss, model, norms, positions
 from buildgpt.settings.chapters import settings_for
@@ -60,6 +60,8 @@ def piece(obj, drop: tuple[str, ...] = (), edits: tuple[tuple[str, str], ...] = 
         name = statement_name(node) if isinstance(node, ast.stmt) and node.col_offset > 0 else None
         if name in drop:
             start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+            while start > 1 and lines[start - 2].lstrip().startswith("#"):  # its comment goes with it
+                start -= 1
             cut.update(range(start - 1, node.end_lineno))
             found.add(name)
     if missing := [name for name in drop if name not in found]:
@@ -111,12 +113,19 @@ HEADER = '''"""The lecture's GPT in one file: tinyshakespeare in, a Shakespeare-
 
 Assembled by buildgpt_book/takeaway.py from the `buildgpt` package that the book "Building GPT"
 imports and tests; every class and function below is the package's own code, cut down to the
-lecture's path. Run it: `python gpt.py` (BUILDGPT_PROFILE=smoke|cpu|gpu; default gpu with CUDA).
-It reads tinyshakespeare from ./input.txt, from $BUILDGPT_DATA_MIRROR, or downloads it.
+lecture's path: attention is chapter 2's loop over heads, in float32, so losses and times differ a
+little from chapter 3's run, which uses the fused kernel (and bfloat16 on a GPU). Needs PyTorch 2.4+.
+
+Run it: `python gpt.py`, or every cell of gpt.ipynb. The size follows the environment variable
+BUILDGPT_PROFILE: smoke (seconds), cpu or gpu; without it, gpu where CUDA is, else cpu. In the
+notebook, set it with `os.environ["BUILDGPT_PROFILE"] = "smoke"` before the last cell.
+It reads tinyshakespeare from $BUILDGPT_DATA_MIRROR if set, else from ./input.txt, which it
+downloads (and checks) the first time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import urllib.request
@@ -127,7 +136,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-Dropout = nn.Dropout  # the package's own dropout (chapter 3) only draws its mask faster on a CPU
+# Chapter 3 writes its own dropout (the same function, a mask drawn faster on a CPU); this file uses PyTorch's.
+Dropout = nn.Dropout
 '''
 
 GLUE = '''
@@ -151,12 +161,25 @@ MAIN = '''
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
 
+SHA256 = "{sha256}"  # of the file the book's registry trusts
+
+
 def load_text() -> str:
-    """tinyshakespeare: ./input.txt or the data mirror ($BUILDGPT_DATA_MIRROR), else downloaded."""
+    """tinyshakespeare: from the data mirror ($BUILDGPT_DATA_MIRROR) if it has it, else ./input.txt,
+    downloaded and checked the first time (a download cut short never becomes input.txt)."""
     mirror = Path(os.environ.get("BUILDGPT_DATA_MIRROR", ".")) / "tinyshakespeare" / "input.txt"
-    if not mirror.is_file() and not Path("input.txt").is_file():
-        urllib.request.urlretrieve(URL, "input.txt")
-    return (mirror if mirror.is_file() else Path("input.txt")).read_text(encoding="utf-8")
+    if mirror.is_file():
+        return mirror.read_text(encoding="utf-8")
+    local, partial = Path("input.txt"), Path("input.txt.part")
+    if not local.is_file():
+        try:
+            urllib.request.urlretrieve(URL, partial)
+        except OSError as e:
+            raise SystemExit(f"could not download {URL} ({e}): save it by hand as {local.resolve()}") from None
+        if hashlib.sha256(partial.read_bytes()).hexdigest() != SHA256:
+            raise SystemExit(f"{partial} is not the expected file (its sha256 differs): delete it and try again")
+        partial.replace(local)
+    return local.read_text(encoding="utf-8")
 
 
 @torch.no_grad()
@@ -199,7 +222,7 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, **sampling) -> 
     return idx
 
 
-def main() -> str:
+def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     profile = os.environ.get("BUILDGPT_PROFILE") or ("gpu" if device == "cuda" else "cpu")
     model_config, train_config = PROFILES[profile]
@@ -212,9 +235,7 @@ def main() -> str:
     train(model, {"train": train_data, "val": val_data}, train_config, device)
     prompt = torch.tensor([tokenizer.encode("\\n")], device=device)
     out = generate(model, prompt, 500, temperature=0.8, top_k=40, generator=torch.Generator(device).manual_seed(7))
-    sample = tokenizer.decode(out[0].tolist())
-    print(sample)
-    return sample
+    print(tokenizer.decode(out[0].tolist()))
 
 
 if __name__ == "__main__":
@@ -234,7 +255,8 @@ def assemble() -> str:
         f"IGNORE_INDEX = {loss.IGNORE_INDEX}  # a target equal to this is not scored", piece(loss.cross_entropy),
         piece(attention.causal_mask), piece(attention.attention_weights),
         piece(attention.Head, drop=("self.last_weights",)), piece(attention.MultiHeadAttention, drop=("n_embd % n_head", "last_weights")),
-        piece(norms.LayerNorm), piece(positions.LearnedPositions, drop=("start + T > self.num_embeddings",)),
+        piece(norms.LayerNorm, edits=(("the same function as `layer_norm` (tested\n    equal) in",
+                                        "the same function as chapter 3's written-out\n    `layer_norm` in"),)), piece(positions.LearnedPositions, drop=("start + T > self.num_embeddings",)),
         piece(model.GPTConfig, drop=(*unused(model.GPTConfig, MODEL_FIELDS), "__post_init__", "to_dict", "from_dict"),
               edits=(("@dataclass(frozen=True)  # shared presets: change a copy (dataclasses.replace), never in place",
                       "@dataclass(frozen=True)"), ("one of MLPS (exercise 4)", '"relu" or "gelu"'))),
@@ -243,15 +265,17 @@ def assemble() -> str:
             ('embedding = ScaledEmbedding if config.position == "sinusoidal_paper" else nn.Embedding\n'
              "        self.token_embedding = embedding(", "self.token_embedding = nn.Embedding("),)),
         "# ---- training and sampling (chapter 3)",
-        piece(loop.TrainConfig, drop=(*unused(loop.TrainConfig, TRAIN_FIELDS), "__post_init__")),
-        piece(loop.make_optimizer),
+        piece(loop.TrainConfig, drop=(*unused(loop.TrainConfig, TRAIN_FIELDS), "__post_init__"), edits=(
+            ("evaluate (and checkpoint) every", "evaluate every"), ("sequences per micro-batch, per process",
+                                                                     "sequences per step"))),
+        piece(loop.make_optimizer, edits=((" (benchmarks/bench_gpt_cpu.py times it)", ""),)),
         piece(sampling.sample_next, drop=("top_p is not None and top_p < 1",), edits=(
             ("top_k: int | None = None,\n                top_p: float | None = None, generator",
              "top_k: int | None = None,\n                generator"),
             ("top-k keeps the k likeliest tokens; top-p keeps the smallest set whose probability\n"
              "    reaches p. Both cut off", "top-k keeps the k likeliest tokens: it cuts off"))),
         profile_sizes(),
-        MAIN,
+        MAIN.replace("{sha256}", registry.get("tinyshakespeare").sha256),
     ]
     return "\n\n".join(part.strip("\n") + "\n" for part in parts)
 
