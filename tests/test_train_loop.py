@@ -285,7 +285,7 @@ def test_nan_loss_raises_and_keeps_the_checkpoint(tmp_path):
     message = str(info.value)
     assert "step 7" in message
     assert "nan" in message.lower()
-    assert "kept" in message and str(tmp_path / "last.safetensors") in message
+    assert f"the last checkpoint, {tmp_path / 'last.safetensors'}, is intact" in message
     ckpt = checkpoint.load(tmp_path / "last.safetensors")
     assert ckpt.step == 5  # the last evaluation before the loss broke
     restored, _ = load_model(tmp_path / "last.safetensors")
@@ -298,7 +298,7 @@ def test_weights_that_are_not_finite_stop_before_the_first_save(tmp_path):
     model = fresh_model()
     with torch.no_grad():
         model.lm_head.weight.fill_(float("nan"))
-    with pytest.raises(TrainingDiverged, match="step 0; the last checkpoint .* was kept. The weights it started from"):
+    with pytest.raises(TrainingDiverged, match="step 0; the last checkpoint, .*, is intact. The weights it started from"):
         run(replace(RUN, out_dir=str(tmp_path)), model=model)
     assert (tmp_path / "last.safetensors").read_bytes() == good  # not replaced by the broken weights
 
@@ -307,7 +307,7 @@ def test_a_val_loss_that_is_not_a_number_before_any_step_blames_the_data_not_the
     x, _ = random_batch(RUN.batch_size, 0)
     nothing_scored = torch.full_like(x, -100)  # the mean over no target at all: NaN
     batches = FixedBatches([random_batch(RUN.batch_size, 1)], (x, nothing_scored))
-    with pytest.raises(TrainingDiverged, match="the val loss became nan at step 0; no checkpoint was written. "
+    with pytest.raises(TrainingDiverged, match="the val loss became nan at step 0; no checkpoint had been written yet. "
                                                "No step had run yet, so check the data"):
         train(fresh_model(), batches, replace(RUN, out_dir=str(tmp_path)), progress=False)
     assert not (tmp_path / "last.safetensors").exists()
@@ -335,7 +335,7 @@ def test_nan_loss_without_out_dir():
 def test_huge_learning_rate_diverges(tmp_path):
     config = replace(RUN, max_iters=200, eval_interval=1000, learning_rate=1e10, warmup_iters=0, decay_lr=False,
                      grad_clip=0.0, weight_decay=0.0, out_dir=str(tmp_path))
-    with pytest.raises(TrainingDiverged, match=r"at step \d+; the last checkpoint .* was kept"):
+    with pytest.raises(TrainingDiverged, match=r"at step \d+; the last checkpoint, .*, is intact"):
         run(config)
     assert checkpoint.load(tmp_path / "last.safetensors").step == 0
     load_model(tmp_path / "last.safetensors")

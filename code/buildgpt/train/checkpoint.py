@@ -143,3 +143,12 @@ def load(path: str | os.PathLike, expected_config: dict | None = None) -> Checkp
         optimizer_state=_unflatten_optimizer(optim, header["optim_param_groups"]) if "optim_param_groups" in header else None,
         rng_state=tensors.get("rng"),
     )
+
+
+def what_was_kept(out_dir: str | Path | None, if_kept: str = "") -> str:
+    """What a stopped run leaves behind, in words, with `if_kept` after a checkpoint's name.
+    Example: `what_was_kept(None)` gives "no checkpoint had been written yet"."""
+    last = Path(out_dir) / "last.safetensors" if out_dir else None
+    if last and last.is_file():
+        return f"the last checkpoint, {last}, is intact{if_kept}"
+    return "no checkpoint had been written yet"

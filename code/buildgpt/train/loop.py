@@ -225,15 +225,13 @@ def train(model: torch.nn.Module, batches: BatchSource, config: TrainConfig, dev
 
 
 def _diverged(what: str, value: float, step: int, start: int, out_dir: Path | None, model) -> TrainingDiverged:
-    last = out_dir / "last.safetensors" if out_dir else None
-    kept = f"the last checkpoint ({last}) was kept" if last and last.is_file() else "no checkpoint was written"
     if step > start:
         cause = "lower the learning rate or enable gradient clipping"
     elif not all(p.isfinite().all() for p in model.parameters()):
         cause = "the weights it started from are not finite numbers: start from another checkpoint"
     else:  # finite weights, and no step has run: what they were given is to blame
         cause = "no step had run yet, so check the data and the loss function"
-    return TrainingDiverged(f"{what} became {value} at step {step}; {kept}. {cause.capitalize()}.")
+    return TrainingDiverged(f"{what} became {value} at step {step}; {checkpoint.what_was_kept(out_dir)}. {cause.capitalize()}.")
 
 
 def _record(history: History, step: int, losses: dict[str, float], lr: float, seconds: float, tokens: int,

@@ -14,7 +14,10 @@ from pathlib import Path
 import torch
 
 from . import distributed, objectives
+from .checkpoint import what_was_kept
 from .loop import History, TrainConfig, TrainingDiverged, train
+
+RESUME_HINT = ": go on with --resume"  # after an intact checkpoint's name
 
 
 def check_run_folder(out_dir: str, resume: bool) -> None:
@@ -46,7 +49,7 @@ def train_or_exit_code(model: torch.nn.Module, batches, config: TrainConfig, dev
         why = "interrupted" if not stopped else (
             "stopped by SIGTERM (torchrun sends it when another rank fails)" if distributed.under_torchrun()
             else "stopped by SIGTERM")
-        print(f"\n{why}; {_what_was_kept(config.out_dir)}", file=sys.stderr)
+        print(f"\n{why}; {what_was_kept(config.out_dir, RESUME_HINT)}", file=sys.stderr)
         return 143 if stopped else 130
     except RuntimeError as e:
         if isinstance(e, TrainingDiverged):
@@ -60,18 +63,11 @@ def train_or_exit_code(model: torch.nn.Module, batches, config: TrainConfig, dev
         first_line = (str(e).splitlines() or [""])[0]
         cause = re.sub(r"^\[[^\]]*\]\s*", "", first_line).split(". ")[0]  # less gloo's source file
         print(f"\nerror on rank {torch.distributed.get_rank()}: a collective failed ({cause}), so another rank "
-              f"probably died (torchrun names it); {_what_was_kept(config.out_dir)}", file=sys.stderr)
+              f"probably died (torchrun names it); {what_was_kept(config.out_dir, RESUME_HINT)}", file=sys.stderr)
         return 1
     finally:
         if catch_sigterm:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
-def _what_was_kept(out_dir: str | None) -> str:
-    last = Path(out_dir) / "last.safetensors" if out_dir else None
-    if last and last.is_file():
-        return f"the last checkpoint, {last}, is intact: go on with --resume"
-    return "no checkpoint had been written yet"
 
 
 def _stop_on_sigterm(signum, frame):
