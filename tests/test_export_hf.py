@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from buildgpt.infer.export_hf import export_hf
 from buildgpt.infer.generate import generate
-from buildgpt.infer.quantize import save_quantized
+from buildgpt.infer.quantize import quantize_model, save_quantized
 from buildgpt.nn.model import GPT, GPTConfig
 from buildgpt.tokenizers.chars import CharTokenizer
 from buildgpt.tokenizers.chat import ChatTokenizer
@@ -154,8 +154,8 @@ def test_a_head_bias_outside_the_weights_span_is_refused(tmp_path):
 
 def test_quantized_missing_and_corrupt_checkpoints_are_refused(tmp_path):
     model = random_gpt(SMALL)
-    quantized = save_quantized(tmp_path / "m.int8.safetensors", model, "int8", {"tokenizer": {"type": "char",
-                                                                                             "chars": CHARS}})
+    quantized = save_quantized(tmp_path / "m.int8.safetensors", quantize_model(model, "int8"),
+                               {"tokenizer": {"type": "char", "chars": CHARS}})
     with pytest.raises(CheckpointError, match="int8 weights, not fp32"):
         export_hf(quantized, tmp_path / "hf")
     with pytest.raises(CheckpointError, match="no checkpoint"):

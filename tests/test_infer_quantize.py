@@ -14,6 +14,7 @@ from buildgpt.infer.quantize import (
     ggml_bytes,
     quantize,
     quantize_model,
+    save_quantized,
     weight_bytes,
 )
 from buildgpt.nn.model import GPT, GPTConfig
@@ -108,6 +109,12 @@ def test_quantizing_twice_is_refused_and_the_original_is_untouched(model):
     with pytest.raises(ValueError, match=r"already quantized \(int8\)"):
         quantize_model(small, "q4_0")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_only_a_quantized_model_is_saved_as_one(model, tmp_path):
+    with pytest.raises(ValueError, match="needs a model from quantize_model, in one format; this one has no quantized"):
+        save_quantized(tmp_path / "m.int8.safetensors", model, {})
+    assert not (tmp_path / "m.int8.safetensors").exists()
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -159,8 +159,9 @@ def quantize(path: str, format: str, out: str | None) -> int:
     if Path(target).exists():  # it could be the float32 checkpoint itself, or another run's
         raise ValueError(f"{target} exists, and quantize replaces no file: give another --out, or move it aside")
     model, ckpt = load_model(path, "cpu", weights="fp32")
-    save_quantized(target, model, format, ckpt.meta, ckpt.step)
-    print(f"{format} weights of {path}: {weight_bytes(quantize_model(model, format)) / 1e6:.2f} MB "
+    quantized = quantize_model(model, format)
+    save_quantized(target, quantized, ckpt.meta, ckpt.step)
+    print(f"{format} weights of {path}: {weight_bytes(quantized) / 1e6:.2f} MB "
           f"(float32: {weight_bytes(model) / 1e6:.2f} MB), written to {target}")
     return 0
 

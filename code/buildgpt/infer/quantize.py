@@ -166,10 +166,15 @@ def weight_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
-def save_quantized(path: str | os.PathLike, model: nn.Module, format: str, meta: dict, step: int = 0) -> Path:
-    """Quantize `model` to `format` and write it as a checkpoint that `load.load_model` reads back.
+def save_quantized(path: str | os.PathLike, quantized: nn.Module, meta: dict, step: int = 0) -> Path:
+    """Write a model from `quantize_model` as a checkpoint that `load.load_model` reads back in its format.
 
-    Example: `save_quantized("checkpoints/shakespeare-char/best.int8.safetensors", model, "int8", ckpt.meta)`.
+    Example: `save_quantized("checkpoints/shakespeare-char/best.int8.safetensors", quantize_model(model, "int8"),
+    ckpt.meta)`.
     """
-    meta = {k: v for k, v in meta.items() if k != "history"} | {"weights": format}
-    return checkpoint.save(path, quantize_model(model, format), step=step, meta=meta)
+    formats = {m.format for m in quantized.modules() if isinstance(m, QuantizedLinear)}
+    if len(formats) != 1:
+        raise ValueError(f"save_quantized needs a model from quantize_model, in one format; this one has "
+                         f"{', '.join(sorted(formats)) or 'no quantized layer'}")
+    meta = {k: v for k, v in meta.items() if k != "history"} | {"weights": formats.pop()}
+    return checkpoint.save(path, quantized, step=step, meta=meta)

@@ -70,7 +70,7 @@ def measure_formats(model: GPT, val: torch.Tensor, prompt: torch.Tensor, new_tok
             if name == "fp32":
                 size = os.path.getsize(checkpoint.save(file, model, 0, {}))
             elif name in FORMATS:
-                size = os.path.getsize(save_quantized(file, model, name, {}))
+                size = os.path.getsize(save_quantized(file, variant, {}))
             else:
                 size = _pytorch_int8_bytes(variant)
             loss = split_loss(variant, val, block, batch_size=256)
