@@ -5,8 +5,8 @@ read from memory to do just two flops per weight, so a step's time is the time t
 weights, not to multiply. Storing a float16 copy halves those bytes (and half as many may
 stay in a CPU's cache). Many positions at once (a prompt, the
 uncached path, training) are compute-bound instead, where a CPU multiplies float16 slower
-than float32: those keep the float32 weights. Activations and the KV cache stay float32;
-only the weights are rounded, to float16's precision.
+than float32: those keep the float32 weights. The KV cache and the activations between layers
+stay float32; a skinny linear layer rounds its weights, its input and its output to float16.
 """
 
 from __future__ import annotations
