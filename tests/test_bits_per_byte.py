@@ -26,9 +26,12 @@ def test_same_text_same_cost_whatever_the_tokens():
     assert per_char == pytest.approx(per_pair) == pytest.approx((loss_a + loss_b) / 2 / math.log(2))
 
 
-@pytest.mark.parametrize("loss, n_tokens, n_bytes", [(1.0, 0, 5), (1.0, 5, 0), (-0.1, 5, 5), (math.nan, 5, 5)])
-def test_rejects_impossible_inputs(loss, n_tokens, n_bytes):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("loss, n_tokens, n_bytes, message", [
+    (1.0, 0, 5, "at least one token and one byte"), (1.0, 5, 0, "at least one token and one byte"),
+    (-0.1, 5, 5, "a cross-entropy loss is a number >= 0"), (math.nan, 5, 5, "a cross-entropy loss is a number >= 0"),
+])
+def test_rejects_impossible_inputs(loss, n_tokens, n_bytes, message):
+    with pytest.raises(ValueError, match=message):
         bits_per_byte(loss, n_tokens, n_bytes)
 
 

@@ -258,7 +258,7 @@ def test_unknown_split_and_bad_problems():
     with pytest.raises(ValueError, match="split"):
         batches.batch("test", 4)
     assert ArithmeticFormat(width=2).prompt(Problem(123, "+", 4)) == "123+04="  # longer operands stay whole
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a problem is a op b with a, b >= 0"):
         ArithmeticFormat().prompt(Problem(-1, "+", 4))
 
 

@@ -103,6 +103,16 @@ def test_quantized_logits_stay_close_to_float32(model, format, tolerance):
     assert weight_bytes(small) < weight_bytes(model)
 
 
+@pytest.mark.parametrize("format", ["int8", "q8_0", "q4_0"])
+def test_a_quantized_layer_is_the_linear_of_its_dequantized_weights_and_its_bias(format):
+    """Exact, with a bias that is not zero (the GPT starts its biases at zero, so the model test cannot see one)."""
+    linear = torch.nn.Linear(64, 32)
+    torch.nn.init.normal_(linear.bias)
+    x = torch.randn(5, 64)
+    expected = torch.nn.functional.linear(x, dequantize(quantize(linear.weight, format)), linear.bias)
+    torch.testing.assert_close(QuantizedLinear(linear, format)(x), expected, atol=1e-6, rtol=0)
+
+
 def test_quantizing_twice_is_refused_and_the_original_is_untouched(model):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     small = quantize_model(model, "int8")

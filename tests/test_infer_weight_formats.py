@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from buildgpt.infer.weight_formats import PYTORCH_INT8, agreement, measure_formats
+from buildgpt.infer.weight_formats import PYTORCH_INT8, FormatResult, agreement, measure_formats
 from buildgpt.nn.model import GPT, GPTConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -22,3 +22,11 @@ def test_measure_formats_rows_in_order_with_shrinking_sizes():
     assert all(r.bytes < fp32.bytes for r in rows[1:])
     assert rows[3].bytes < rows[1].bytes  # four bits are fewer than eight
     assert all(abs(r.val_loss - fp32.val_loss) < 0.1 and r.tokens_per_second > 0 for r in rows)
+
+
+@pytest.mark.parametrize("tokens, agreed", [([1, 2, 3, 4], 4), ([1, 2, 9, 4], 2), ([9, 2, 3, 4], 0)])
+def test_agreement_counts_the_tokens_before_the_first_difference(tokens, agreed):
+    """Tokens that agree again after a difference do not count: from there on the two decode different texts."""
+    def row(greedy):
+        return FormatResult("x", 0, 0.0, 0.0, torch.tensor(greedy))
+    assert agreement(row(tokens), row([1, 2, 3, 4])) == agreed

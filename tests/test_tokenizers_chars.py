@@ -63,7 +63,7 @@ def test_decode_out_of_range_names_the_id(bad):
 def test_empty_text_is_refused():
     with pytest.raises(ValueError, match="empty text"):
         CharTokenizer.from_text("")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs at least one character"):
         CharTokenizer([])
 
 

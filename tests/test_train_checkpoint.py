@@ -154,7 +154,7 @@ def test_garbage_file_raises_naming_it(tmp_path, content):
 def test_missing_file_raises(tmp_path):
     with pytest.raises(CheckpointError, match="nowhere.safetensors"):
         load(tmp_path / "nowhere.safetensors")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"is a folder; give a checkpoint file in it, such as .*best\.safetensors"):
         load(tmp_path)  # a folder is not a checkpoint either
     with pytest.raises(CheckpointError, match="nowhere"):
         load_model(tmp_path / "nowhere.safetensors")
