@@ -276,7 +276,7 @@ def test_cli_fetch_prints_path(mirror, capsys):
 
 
 def test_cli_fetch_unknown_name(data_cache, capsys):
-    assert registry.main(["fetch", "no-such-data"]) == 1
+    assert registry.main(["fetch", "no-such-data"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("error: ")
@@ -284,7 +284,7 @@ def test_cli_fetch_unknown_name(data_cache, capsys):
 
 
 def test_cli_fetch_not_found_offline(data_cache, capsys):
-    assert registry.main(["fetch", "tinyshakespeare"]) == 1
+    assert registry.main(["fetch", "tinyshakespeare"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and TINY.url in err
 

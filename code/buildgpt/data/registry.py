@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print(path(args.name))
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2  # as `buildgpt` does for input it cannot use
     return 0
 
 
