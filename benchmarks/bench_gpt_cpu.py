@@ -216,6 +216,8 @@ def train_step(repeats: int = 6) -> None:
     x = torch.randint(65, (16, 256), generator=torch.Generator().manual_seed(0))
     y = torch.randint(65, (16, 256), generator=torch.Generator().manual_seed(1))
     print(f"\n## training step, 10.8M model, batch 16 x 256, CPU (median of {repeats} steps, models interleaved)")
+    print(f"The nanoGPT stand-in has {reference_model(0.0).non_embedding_params() / 1e6:.2f}M non-embedding "
+          "parameters, the count nanoGPT prints.\n")
     print(f"| model | dropout | s/step | speed vs nanoGPT (same run) | vs nanoGPT's documented "
           f"{NANOGPT_STEP_SECONDS} s |\n|---|---:|---:|---:|---:|")
     for dropout in (0.2, 0.0):  # the lecture trains with 0.2; nanoGPT's default is 0.0

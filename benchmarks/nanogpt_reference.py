@@ -6,7 +6,7 @@ projection, F.scaled_dot_product_attention(is_causal=True, dropout_p=...) for at
 nn.Dropout on the residual branches, a GELU MLP, the LM head tied to the token embedding,
 no biases (its shakespeare-char default), AdamW with decay on matrices only, fused only on
 CUDA, and fp32 on the CPU (train.py autocasts only on the GPU). Its parameter count at the
-lecture's size is nanoGPT's 10.65M (non-embedding), which `benchmarks/bench_gpt_cpu.py` prints.
+lecture's size is nanoGPT's 10.65M (non-embedding), which `benchmarks/bench_gpt_cpu.py --part train-step` prints.
 """
 
 from __future__ import annotations

@@ -81,9 +81,11 @@ def test_compiled_sampling_prints_the_plain_samplers_greedy_text(fp32_checkpoint
 
 
 def test_compiled_sampling_refuses_what_it_does_not_do(fp32_checkpoint, capsys):
-    for extra in (["--top-k", "5"], ["--no-cache"], ["--weights", "q4_0"]):
+    for extra, named in ((["--top-k", "5"], "--top-k"), (["--no-cache"], "--no-cache"),
+                         (["--weights", "q4_0"], "other --weights")):
         assert main(["sample", fp32_checkpoint, "--compile", *extra]) == 2
-        assert "drop --compile" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert named in err and "drop --compile" in err
     main(["quantize", fp32_checkpoint, "--format", "int8", "--out", fp32_checkpoint + ".int8"])
     assert main(["sample", fp32_checkpoint + ".int8", "--compile"]) == 2
     assert "holds int8 weights, not fp32" in capsys.readouterr().err

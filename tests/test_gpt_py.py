@@ -60,6 +60,7 @@ def test_it_is_short_and_imports_only_torch(gpt_py):
 
 
 @pytest.mark.skipif(not os.environ.get("BUILDGPT_DATA_MIRROR"), reason="BUILDGPT_DATA_MIRROR is not set")
+@pytest.mark.slow  # trains and samples, as the notebook does
 def test_it_runs_alone_under_smoke_to_a_sample(gpt_py):
     # -I: no PYTHONPATH, no user site; and buildgpt made unimportable, as on a machine without it.
     code = "import runpy, sys; sys.modules['buildgpt'] = None; runpy.run_path('gpt.py', run_name='__main__')"

@@ -120,6 +120,7 @@ def test_without_cuda_the_gpu_command_stops_at_once(tmp_path):
     assert not (tmp_path / "out" / gpu_book.SUMMARY).exists()
 
 
+@pytest.mark.slow  # runs chapters
 def test_dry_run_records_each_chapter(dry_run):
     result, out, broken = dry_run
     assert result.returncode == 1, result.stdout + result.stderr  # one chapter failed, the other ran
@@ -141,6 +142,7 @@ def test_dry_run_records_each_chapter(dry_run):
     assert "Traceback" in log and "this cell fails" in failed["traceback"]  # the whole error, not its last line
 
 
+@pytest.mark.slow  # runs chapters
 def test_chapters_run_together_share_the_cores(dry_run):
     _, out, broken = dry_run
     _, notebooks = gpu_html.read_archive(out / gpu_book.ARCHIVE)
@@ -156,6 +158,7 @@ def test_the_chapters_that_time_the_gpu_run_first_and_the_rest_longest_first():
     assert planned == sorted(planned, reverse=True) and planned[-1] == 0.0  # the intro and nanoGPT pages: no settings
 
 
+@pytest.mark.slow  # runs chapters
 def test_dry_run_archive_holds_the_executed_notebooks(dry_run):
     _, out, broken = dry_run
     archive = out / gpu_book.ARCHIVE
@@ -168,6 +171,7 @@ def test_dry_run_archive_holds_the_executed_notebooks(dry_run):
     assert all(cell.outputs for cell in bigram.cells if cell.cell_type == "code" and "glue(" in cell.source)
 
 
+@pytest.mark.slow  # runs chapters
 def test_dry_run_results_hold_chapter_3s_run_and_its_origin(dry_run):
     """What the CPU book's results box reads: chapter 3's numbers, curve and sample, and where it ran."""
     _, out, _ = dry_run
@@ -211,6 +215,7 @@ def test_only_a_gpu_runs_results_become_results_gpu_json(tmp_path):
 
 
 @needs_data
+@pytest.mark.slow  # runs chapters
 def test_gpu_html_renders_the_archive_glue_included(dry_run, tmp_path):
     """The HTML comes from the stored outputs (no kernel runs), with the glued numbers in the prose."""
     _, out, _ = dry_run

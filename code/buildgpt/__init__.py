@@ -4,7 +4,8 @@ One subpackage per part of the book, one module per idea. Imports point one way 
 this list (tests/test_layering.py enforces it), so an early chapter's code never depends on a
 later one's:
 
-- `utils`: atomic files, progress bars, timing, peak memory, `show_source` (the book's listings);
+- `utils`: atomic files, progress bars, timing, peak memory, lists as prose (`text`), `show_source` (the book's
+  listings);
 - `data`: the dataset registry (`registry`, offline first), splits and batches (`batches`),
   arithmetic problems as text (`arithmetic`, `arithmetic_steps`, exercise 2), a large corpus as
   memory-mapped token files (`prepared`, exercise 3), Shakespeare on request (`instructions`, the assistant);
@@ -19,16 +20,19 @@ later one's:
 - `train`: `objectives` (batch sources, loss functions), `loop` (the one training loop),
   `evaluate` (losses, the unigram and bigram floors; bits per byte, chapter 6), `checkpoint`, `experiments`
   (controlled comparisons), `ladder` (chapter 3's rungs, trained alike), `flops` (model FLOPs utilisation),
+  `precision` (bfloat16 autocast and compile where they pay),
   `distributed`, `sharded`, `distributed_runs`, `scaling` (training on many processes: DDP, FSDP2, DCP), `stops`
   (how a command-line run ends early, and what it kept),
   `alignment` (SFT and DPO);
 - `infer`: `sampling`, `kv_cache`, `generate`, `half_weights`, `load` (a model from a checkpoint),
   `arithmetic`, `calculator` (exercise 2), `quantize` and `weight_formats` (int8, Q8_0, Q4_0 weights),
+  `compiled_decode` (one compiled decoding step: a static cache, int8 weights),
   `batched` (many prompts decoded at once), `assistant`, `chat_session` and `export_hf` (the assistant:
   answers checked, a chat, Hugging Face);
 - `exercises`: the checks a learner's solution meets, one module per exercise;
-- `settings`: `profiles` (smoke / cpu / gpu), `types`, `gpt_chapter` and `chapters` (each chapter's run sizes,
-  from presets);
+- `settings`: `profiles` (smoke / cpu / gpu), `types`, `presets` (the models and schedules defined once),
+  `gpt_chapter`, `arithmetic` and `chapters` (each chapter's run sizes, from presets), `gpu_plan` (the gpu book's
+  minutes);
 - `viz`: the interactive figures (`figures`, `tokens`, `schedule`), the GPU run's box (`gpu_results`);
 - `cli_parser` and `cli`: `buildgpt train | sample | quantize | calc | chat | export-hf`, parsed, then run.
 

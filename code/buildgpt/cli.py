@@ -4,7 +4,7 @@
     buildgpt sample checkpoints/shakespeare-char/best.safetensors --prompt "ROMEO:"
     buildgpt quantize checkpoints/shakespeare-char/best.safetensors --format int8   # then sample from it
     buildgpt train calculator                        # exercise 2: + - * / with the working shown
-    buildgpt calc checkpoints/calculator/best.safetensors "1234*56"   # no expression: one per line from stdin
+    buildgpt calc checkpoints/calculator/best.safetensors "47*36"   # no expression: one per line from stdin
     buildgpt chat checkpoints/assistant/last.safetensors   # talk to the assistant page's model; /reset, /quit
     buildgpt train novels-char                       # exercise 3: pretrain on the novels
     buildgpt train shakespeare-char --init-from checkpoints/novels-char/best.safetensors --out-dir checkpoints/tuned
@@ -173,8 +173,8 @@ def sample(path: str, prompt: str, max_new_tokens: int, temperature: float, top_
     check_sampling_args(max_new_tokens, temperature, top_k, top_p)  # before the prompt is printed
     device = "cpu" if compiled or not torch.cuda.is_available() else "cuda"
     if compiled and (top_k or top_p or not use_cache or (weights or "int8") not in COMPILED_WEIGHTS):
-        raise ValueError("--compile samples with temperature only, from the cache, with int8 or fp32 weights: "
-                         "drop --top-k, --top-p and --no-cache, or drop --compile")
+        raise ValueError("--compile samples with temperature only, from the cache, with --weights int8 (the default) "
+                         "or fp32: drop --top-k, --top-p, --no-cache and other --weights, or drop --compile")
     weights = WEIGHTS.get(weights, weights)
     model, ckpt = load_model(path, device, "fp32") if compiled else load_for_sampling(path, device, weights, use_cache)
     tokenizer = char_tokenizer(ckpt, path)

@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", choices=["fp32", "fp16", *FORMATS, *WEIGHTS],
                    help="weights to decode with (default: a float16 copy for the cached one-token steps, or the "
                         "checkpoint's own quantized format); int4 is q4_0")
-    s.add_argument("--compile", action="store_true", help="one compiled decode step, int8 weights by default "
-                   "(CPU; compiling takes seconds once, then each token is faster: for long samples)")
+    s.add_argument("--compile", action="store_true", help="one compiled decode step from a float32 checkpoint, "
+                   "int8 weights by default (CPU; compiling takes seconds once, then each token is faster: for long "
+                   "samples)")
     q = commands.add_parser("quantize", help="write a checkpoint's weights as int8, q8_0 or q4_0 (int4)")
     q.add_argument("checkpoint")
     q.add_argument("--format", required=True, choices=[*FORMATS, *WEIGHTS])
@@ -54,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = commands.add_parser("calc", help="a trained calculator: its working as it writes it, the answer, "
                                          "checked against Python")
     c.add_argument("checkpoint")
-    c.add_argument("expression", nargs="?", help='a op b, e.g. "1234*56"; without it, one expression per line from stdin')
+    c.add_argument("expression", nargs="?", help='a op b, e.g. "47*36" (operands of up to the digits it was trained '
+                                                 'on: 2 under cpu); without it, one expression per line from stdin')
     h = commands.add_parser("chat", help="talk to a chat-tuned checkpoint, its answers streamed")
     h.add_argument("checkpoint")
     h.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
@@ -64,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = commands.add_parser("export-hf", help="write a checkpoint as a Hugging Face transformers GPT-2 model and tokenizer")
     e.add_argument("checkpoint")
     e.add_argument("out_dir")
-    e.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is not empty")
+    e.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT_DIR (a folder "
+                                                                   "holding other files is refused)")
     return parser
 
 

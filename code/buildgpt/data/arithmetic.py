@@ -118,7 +118,7 @@ class ArithmeticFormat:
         return {"+": (w + 1,), "*": (2 * w,), "/": (w, w)}[op]
 
     def trace_lines(self, p: Problem) -> list[str]:
-        """The working, one string per line (no newlines). Example: ["0612,72,72", "0510,600,672"] for 12*56."""
+        """The working, one string per line (no newlines). Example: ["0612,72,72", "0510,600,672"] for 12*56 (reverse=False)."""
         r, w = self.reverse, self.width or 0
         columns = self.width or max(len(str(p.a)), len(str(p.b)))
 

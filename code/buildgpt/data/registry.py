@@ -1,8 +1,9 @@
 """The dataset registry: every text the book trains on, found offline first and always verified.
 
-Lookup order for a dataset's file: the project's `data/` cache, then the folder named by
+Lookup order for a dataset's file: the download cache (`cache_dir()`: `$BUILDGPT_DATA_DIR`, else
+a checkout's `data/`, else ~/.cache/buildgpt for an installed wheel), then the folder named by
 `BUILDGPT_DATA_MIRROR` (CI points it at `../shared/data`), then a download from the public
-URL into `data/`. Whatever is found is checked against its sha256 before it is used; a file
+URL into the cache. Whatever is found is checked against its sha256 before it is used; a file
 with the wrong hash is refused and left where it is, so nothing is lost.
 
 Command line: `buildgpt-data list`, `buildgpt-data fetch tinyshakespeare`.
@@ -228,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("name")
     args = parser.parse_args(argv)
     if args.command == "list":
+        width = max(map(len, REGISTRY))
         for d in REGISTRY.values():
-            print(f"{d.name:18} {d.description}")
+            print(f"{d.name:{width}}  {d.description}")
         return 0
     try:
         print(path(args.name))

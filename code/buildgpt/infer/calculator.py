@@ -1,7 +1,7 @@
 """Exercise 2's calculator you can use: read `a op b`, stream the model's working, check it against Python.
 
     calc = Calculator.from_checkpoint("checkpoints/calculator/best.safetensors")
-    calc.solve("1234*56", sys.stdout)    # prints the trace as it is generated, the answer, "correct" or "wrong: ..."
+    calc.solve("47*36", sys.stdout)    # prints the trace as it is generated, the answer, "correct" or "wrong: ..."
 
 Everything the calculator needs (the format, the operand length it was trained on, its
 operations) is in the checkpoint's meta, written by `buildgpt train calculator` with
@@ -46,7 +46,7 @@ def parse_expression(text: str) -> Problem:
     Example: `parse_expression(" +1234 * 56 ")` gives Problem(1234, "*", 56).
     """
     if not text.strip():
-        raise CalculatorInputError("empty expression: type one such as 1234*56 (whole numbers >= 0, one of + - * /)")
+        raise CalculatorInputError("empty expression: type one such as 47*36 (whole numbers >= 0, one of + - * /)")
     text = text.strip()  # positions in the messages count from the expression the message shows
     tokens: list[tuple[str, int]] = []  # (a number or an operator, its 1-based position)
     for i, c in enumerate(text, start=1):
@@ -74,13 +74,13 @@ def parse_expression(text: str) -> Problem:
                                    "the operands are whole numbers >= 0")
     operators = [(t, i) for t, i in tokens if t in OPS]
     if not operators:
-        raise CalculatorInputError(f"no operation in {text!r}: write a op b with one of + - * /, e.g. 1234*56")
+        raise CalculatorInputError(f"no operation in {text!r}: write a op b with one of + - * /, e.g. 47*36")
     if len(operators) > 1:
         where = ", ".join(f"{t!r} at position {i}" for t, i in operators)
         raise CalculatorInputError(f"one operation at a time: {text!r} has {len(operators)} ({where})")
     if len(tokens) != 3 or not tokens[0][0].isdigit() or not tokens[2][0].isdigit():
         side = "before" if not tokens[0][0].isdigit() else "after"
-        raise CalculatorInputError(f"a number is missing {side} {operators[0][0]!r} in {text!r}: write a op b, e.g. 1234*56")
+        raise CalculatorInputError(f"a number is missing {side} {operators[0][0]!r} in {text!r}: write a op b, e.g. 47*36")
     problem = Problem(int(tokens[0][0]), tokens[1][0], int(tokens[2][0]))
     if problem.op == "/" and problem.b == 0:
         raise CalculatorInputError(f"division by zero: {problem.a}/0 has no answer; divide by a whole number >= 1")

@@ -1,4 +1,5 @@
-"""Checkpoints: one safetensors file holding the weights, the optimizer state and the run's metadata.
+"""Checkpoints: one safetensors file holding the weights and the run's metadata, and for a resume (the loop's
+`last.safetensors`) the optimizer state and random streams too.
 
 Written atomically (a temporary file in the same folder, then a rename), so an interrupted
 run never leaves a half-written checkpoint: the previous one stays intact. Loading never
