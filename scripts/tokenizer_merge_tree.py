@@ -6,6 +6,7 @@ redraws the same picture: `python scripts/tokenizer_merge_tree.py`.
 
 from __future__ import annotations
 
+import argparse
 from html import escape
 from pathlib import Path
 
@@ -77,5 +78,8 @@ def svg(tokenizer: GPT4Tokenizer, word: str) -> str:
 
 
 if __name__ == "__main__":
-    OUT.write_text(svg(GPT4Tokenizer(), WORD), encoding="utf-8")
-    print(f"wrote {OUT}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT, help="where to write the SVG (default: the book's)")
+    out = parser.parse_args().out
+    out.write_text(svg(GPT4Tokenizer(), WORD), encoding="utf-8")
+    print(f"wrote {out}")
