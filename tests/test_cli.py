@@ -83,6 +83,17 @@ def test_resume_needs_a_run_to_go_on_from(tmp_path, smoke, capsys):
     assert "there is no" in capsys.readouterr().err and not (tmp_path / "typo").exists()
 
 
+@pytest.mark.parametrize("argv", [["train", "shakespeare-char", "--out-dir", ""], ["sample", " "],
+                                  ["export-hf", "c.safetensors", ""], ["quantize", "c.safetensors", "--format", "int8",
+                                                                        "--out", ""]])
+def test_an_empty_path_is_refused_not_taken_for_the_default(argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "an empty path: give a file or folder name" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written, not even the default folder
+
+
 @pytest.mark.parametrize("seed", ["-1", str(2**63), "99999999999999999999"])
 def test_a_seed_out_of_range_is_refused_by_the_parser(trained, capsys, seed):
     with pytest.raises(SystemExit) as exit_info:
