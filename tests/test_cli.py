@@ -94,6 +94,16 @@ def test_an_empty_path_is_refused_not_taken_for_the_default(argv, capsys, tmp_pa
     assert not any(tmp_path.iterdir())  # nothing written, not even the default folder
 
 
+@pytest.mark.parametrize("raw, position", [(b"he\xffllo", 2), (b"\x80", 0)])
+def test_a_byte_that_is_not_utf8_is_named_as_a_byte(raw, position, capsys):
+    """A byte that is not UTF-8 in argv reaches Python as a lone surrogate (U+DC80..U+DCFF)."""
+    prompt = raw.decode("utf-8", "surrogateescape")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "c.safetensors", "--prompt", prompt])
+    assert exit_info.value.code == 2
+    assert f"the byte 0x{raw[position]:02X} at position {position} is not UTF-8 text" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("seed", ["-1", str(2**63), "99999999999999999999"])
 def test_a_seed_out_of_range_is_refused_by_the_parser(trained, capsys, seed):
     with pytest.raises(SystemExit) as exit_info:

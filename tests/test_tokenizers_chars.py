@@ -51,13 +51,6 @@ def test_unknown_character_named_with_position(tiny_text):
     assert "position 7" in message
 
 
-def test_a_byte_that_is_not_utf8_is_named_as_a_byte(tiny_text):
-    """A command-line prompt with the byte 0xFF reaches Python as the lone surrogate U+DCFF."""
-    prompt = b"he\xffllo".decode("utf-8", "surrogateescape")
-    with pytest.raises(ValueError, match="the byte 0xFF at position 2 is not UTF-8 text; give the text in UTF-8"):
-        CharTokenizer.from_text(tiny_text).encode(prompt)
-
-
 @pytest.mark.parametrize("bad", [-1, 3, 100])
 def test_decode_out_of_range_names_the_id(bad):
     tok = CharTokenizer.from_text("abc")

@@ -27,6 +27,16 @@ def path(text: str) -> str:
     return text
 
 
+def text(value: str) -> str:
+    """Text from the command line, which must be UTF-8: a byte that is not reaches Python as a lone surrogate
+    (U+DC80..U+DCFF), named here as the byte it was. Example: `text("ROMEO:")` is "ROMEO:"."""
+    bad = next((i for i, c in enumerate(value) if 0xDC80 <= ord(c) <= 0xDCFF), None)
+    if bad is not None:
+        raise argparse.ArgumentTypeError(f"the byte 0x{ord(value[bad]) - 0xDC00:02X} at position {bad} is not UTF-8 "
+                                         "text; give the text in UTF-8")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand of `buildgpt` and its flags. Example: `build_parser().parse_args(["calc", "c.safetensors", "1+2"])`."""
     parser = argparse.ArgumentParser(prog="buildgpt", description="Train a GPT and sample from it.")
@@ -43,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (under torchrun; default: DDP)")
     s = commands.add_parser("sample", help="generate text from a checkpoint, printing as it goes")
     s.add_argument("checkpoint", type=path)
-    s.add_argument("--prompt", default="", help="text to continue (default: a newline)")
+    s.add_argument("--prompt", type=text, default="", help="text to continue (default: a newline)")
     s.add_argument("--max-new-tokens", type=int, default=500)
     s.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
     s.add_argument("--top-k", type=int, default=None)
@@ -63,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = commands.add_parser("calc", help="a trained calculator: its working as it writes it, the answer, "
                                          "checked against Python")
     c.add_argument("checkpoint", type=path)
-    c.add_argument("expression", nargs="?", help='a op b, e.g. "47*36" (operands of up to the digits it was trained '
+    c.add_argument("expression", nargs="?", type=text, help='a op b, e.g. "47*36" (operands of up to the digits it was trained '
                                                  'on: 2 under cpu); without it, one expression per line from stdin')
     h = commands.add_parser("chat", help="talk to a chat-tuned checkpoint, its answers streamed")
     h.add_argument("checkpoint", type=path)

@@ -37,9 +37,6 @@ class CharTokenizer:
         except KeyError:
             position = next(i for i, c in enumerate(text) if c not in self.stoi)
             c = text[position]
-            if 0xDC80 <= ord(c) <= 0xDCFF:  # how Python keeps a byte that was not UTF-8 (in argv, say)
-                raise ValueError(f"the byte 0x{ord(c) - 0xDC00:02X} at position {position} is not UTF-8 text; "
-                                 "give the text in UTF-8") from None
             raise ValueError(
                 f"character {c!r} (U+{ord(c):04X}) at position {position} is not in the "
                 f"vocabulary of {self.vocab_size} characters; remove it, or build the "
