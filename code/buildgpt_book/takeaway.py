@@ -217,8 +217,8 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, **sampling) -> 
     """The lecture's sampling loop: crop to the window, predict the next token, sample it, append."""
     model.eval()
     for _ in range(max_new_tokens):
-        logits, _ = model(idx[:, -model.config.block_size:])
-        idx = torch.cat((idx, sample_next(logits[:, -1, :], **sampling)), dim=1)
+        logits, _ = model(idx[:, -model.config.block_size:])  # (B, T, V), T at most block_size
+        idx = torch.cat((idx, sample_next(logits[:, -1, :], **sampling)), dim=1)  # (B, T + 1)
     return idx
 
 
@@ -233,7 +233,7 @@ def main() -> None:
     model = GPT(replace(model_config, vocab_size=tokenizer.vocab_size)).to(device)
     print(f"profile {profile} on {device}: {model.num_params():,} parameters")
     train(model, {"train": train_data, "val": val_data}, train_config, device)
-    prompt = torch.tensor([tokenizer.encode("\\n")], device=device)
+    prompt = torch.tensor([tokenizer.encode("\\n")], device=device)  # (1, 1): a newline to start from
     out = generate(model, prompt, 500, temperature=0.8, top_k=40, generator=torch.Generator(device).manual_seed(7))
     print(tokenizer.decode(out[0].tolist()))
 

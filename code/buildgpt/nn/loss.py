@@ -14,4 +14,5 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     >>> cross_entropy(torch.zeros(1, 2, 4), torch.tensor([[1, IGNORE_INDEX]]))  # ln 4, one position scored
     tensor(1.3863)
     """
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+    flat_logits, flat_targets = logits.reshape(-1, logits.size(-1)), targets.reshape(-1)  # (B*T, V), (B*T,)
+    return F.cross_entropy(flat_logits, flat_targets, ignore_index=IGNORE_INDEX)
