@@ -77,7 +77,9 @@ def test_the_checker_scores_each_part_of_a_request():
     request = Request("ROMEO", 2, "Come")
     assert request.text() == "Write two lines for ROMEO, beginning with 'Come'."
     assert check(request, "ROMEO:\nCome, sir.\nAway.").met
-    assert check(request, "JULIET:\nCome, sir.\nAway.") == check(request, "JULIET:\nCome, sir.\nAway.")
+    wrong_speaker = check(request, "JULIET:\nCome, sir.\nAway.")
+    assert (wrong_speaker.speaker, wrong_speaker.length, wrong_speaker.word) == (False, True, True)
+    assert not wrong_speaker.met  # one missed part misses the request
     verdict = check(request, "JULIET:\nComely sir.")
     assert (verdict.speaker, verdict.length, verdict.word) == (False, False, False)
     assert not check(request, "ROMEO:\nCome, sir.\n").length  # an empty line is not a line
@@ -182,6 +184,18 @@ def test_growing_the_vocabulary_keeps_the_old_tokens_logits():
     assert grown.config.vocab_size == 23
     torch.testing.assert_close(new[..., :20], old)
     assert (new[..., 20:] == model.lm_head.bias.min()).all()  # new tokens start as unlikely as the rarest old one
+    embedding = grown.token_embedding.weight
+    torch.testing.assert_close(embedding[:20], model.token_embedding.weight, rtol=0, atol=0)
+    for row in embedding[20:]:  # each new token starts as the average old token
+        torch.testing.assert_close(row, model.token_embedding.weight.mean(dim=0))
+    assert (grown.lm_head.weight[20:] == 0).all()
+
+
+def test_growing_the_vocabulary_refuses_to_add_no_tokens():
+    model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.0))
+    for n_new in (0, -1):
+        with pytest.raises(ValueError, match=f"n_new must be at least 1, got {n_new}"):
+            grow_vocabulary(model, n_new)
 
 
 def test_chat_batches_pad_and_mask():

@@ -4,7 +4,8 @@ TRL (Hugging Face's reference implementation) scores the exported GPT-2 copies o
 reference. With a conversational dataset it renders prompt and prompt+answer with the tokenizer's
 chat template (ours, from the export) and scores what follows the prompt: the answer and its
 closing <|end|>, exactly the targets `encode_chat` marks (TRL adds no EOS to conversational data).
-Its "sigmoid" loss is ours: -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), averaged over pairs.
+Its "sigmoid" loss is ours: -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), averaged over pairs;
+its "sft" term (RPO) is our `nll_weight` term.
 """
 
 from __future__ import annotations
@@ -67,17 +68,16 @@ def ours(models):
     return logprobs, margins, loss
 
 
-@pytest.fixture(scope="module")
-def trl_trainer(models, tmp_path_factory):
+def build_trl_trainer(models, output_dir, **config):
     """TRL's DPOTrainer on the exported models, in float32 on the CPU, with every socket connection refused."""
     policy, reference = models
     eos = TOKENIZER.special_tokens[END]
     dataset = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": p}],
                                            "chosen": [{"role": "assistant", "content": c}],
                                            "rejected": [{"role": "assistant", "content": r}]} for p, c, r in TRIPLES])
-    args = trl.DPOConfig(output_dir=str(tmp_path_factory.mktemp("trl")), beta=BETA, loss_type="sigmoid",
-                         report_to=[], use_cpu=True, bf16=False, activation_checkpointing=False,
-                         per_device_train_batch_size=len(TRIPLES), max_length=CONFIG.block_size, seed=0)
+    args = trl.DPOConfig(output_dir=str(output_dir), beta=BETA, report_to=[], use_cpu=True, bf16=False,
+                         activation_checkpointing=False, per_device_train_batch_size=len(TRIPLES),
+                         max_length=CONFIG.block_size, seed=0, **config)
     tried = []
 
     def refuse(sock, address):
@@ -90,6 +90,11 @@ def trl_trainer(models, tmp_path_factory):
                                  train_dataset=dataset, processing_class=to_hf_tokenizer(TOKENIZER, CONFIG.block_size))
     assert tried == []
     return trainer
+
+
+@pytest.fixture(scope="module")
+def trl_trainer(models, tmp_path_factory):
+    return build_trl_trainer(models, tmp_path_factory.mktemp("trl"), loss_type="sigmoid")
 
 
 def test_trl_scores_the_ids_we_score(trl_trainer):
@@ -127,3 +132,28 @@ def test_our_dpo_loss_is_trls(trl_trainer, ours):
     assert abs(loss.item() - trl_loss.item()) < 1e-5  # TRL averages over pairs too
     logged = trl_trainer._metrics["eval"]["rewards/margins"][-1]  # "eval": the exported models are in eval mode
     assert abs(logged - margins.mean().item()) < 1e-5
+
+
+def test_our_nll_weight_is_trls_sft_term(models, tmp_path_factory):
+    """`DPOLoss(nll_weight=a)` is TRL's loss_type=["sigmoid", "sft"] with loss_weights=[1, a].
+
+    TRL 1.16 has no `rpo_alpha`; its "sft" term is the chosen answers' token mean over the whole
+    batch (not a mean of per-answer means), as ours is. TRIPLES' answers differ in length, so the
+    two means differ and only the batch-wide one passes.
+    """
+    policy, reference = models
+    alpha = 0.7
+    trainer = build_trl_trainer(models, tmp_path_factory.mktemp("trl_sft"), loss_type=["sigmoid", "sft"],
+                                loss_weights=[1.0, alpha])
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(TRIPLES))])
+    x, y = next(PreferenceBatches(TOKENIZER, {"train": TRIPLES}, CONFIG.block_size).in_order("train", len(TRIPLES)))
+    with torch.no_grad():
+        trl_loss = trainer.compute_loss(trainer.model, batch).item()
+        plain = DPOLoss(reference, BETA)(policy, (x, y)).item()
+        ours = DPOLoss(reference, BETA, nll_weight=alpha)(policy, (x, y)).item()
+        chosen = DPOLoss(reference, BETA).pair_logprobs(policy, (x, y))[0]
+    lengths = (y[:len(TRIPLES)] != -100).sum(dim=1)
+    per_answer_means = plain - alpha * (chosen / lengths).mean().item()  # the semantics TRL does not use
+    assert len(set(lengths.tolist())) > 1 and abs(per_answer_means - trl_loss) > 1e-3
+    assert ours - plain > 1.0  # the sft term is on, and large: alpha times a mean token loss of about 5
+    assert abs(ours - trl_loss) < 1e-5

@@ -59,6 +59,28 @@ def test_sampling_follows_the_generator_and_stays_in_the_vocabulary(decoders):
     assert 0 <= first.min() and first.max() < 11
 
 
+def test_a_step_at_temperature_half_is_the_argmax_of_plain_logits_over_half_plus_the_noise(decoders):
+    """Step by step, one compiled decode step draws argmax(logits / 0.5 + gumbel) of the plain model's logits."""
+    plain, compiled = decoders
+    decoder = compiled["fp32"]
+    tokens = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(3))  # batch 2: compiled already
+    keys, values = ([torch.zeros(2, 2, WINDOW, 16) for _ in decoder.model.blocks] for _ in range(2))
+    filled = decoder._prefill(tokens[:, :-1], keys, values)
+    # the random model's logits are about 0.1: a tenth of the usual noise lets both the logits and the noise count
+    noise = 0.1 * gumbel_noise((8, 2, 11), torch.Generator().manual_seed(4))
+    without_temperature = without_noise = 0
+    for gumbel in noise:
+        token = decoder.step(decoder.model, tokens[:, -1:].clone(), decoder.positions[filled], keys, values,
+                             decoder.position_table, torch.tensor(0.5), gumbel)
+        with torch.no_grad():
+            logits = plain(tokens)[0][:, -1]
+        assert torch.equal(token, (logits / 0.5 + gumbel).argmax(-1, keepdim=True))
+        without_temperature += (token != (logits + gumbel).argmax(-1, keepdim=True)).sum().item()
+        without_noise += (token != logits.argmax(-1, keepdim=True)).sum().item()
+        tokens, filled = torch.cat([tokens, token], dim=1), filled + 1
+    assert without_temperature > 0 and without_noise > 0  # both the temperature and the noise changed some draws
+
+
 def test_gumbel_max_samples_the_softmax():
     """argmax(logits + g) over 200,000 draws lands on each token as often as softmax(logits) says."""
     logits = torch.tensor([2.0, 0.5, 0.0, -1.0, 1.0])

@@ -57,6 +57,45 @@ def test_top_k_never_leaves_the_top_k():
     assert abs(c[0] / N - 0.5 / 0.95) < 0.03
 
 
+def kept(logits: torch.Tensor, **kwargs) -> torch.Tensor:
+    """Which tokens `sample_next` may draw: the nonzero probabilities it hands to torch.multinomial."""
+    seen = []
+    multinomial = torch.multinomial
+
+    def spy(probs, *args, **kw):
+        seen.append(probs)
+        return multinomial(probs, *args, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "multinomial", spy)
+        sample_next(logits, generator=torch.Generator().manual_seed(0), **kwargs)
+    return seen[0] > 0
+
+
+def test_top_k_and_top_p_drop_exactly_the_tokens_transformers_drops():
+    """The filters equal transformers' TopK/TopPLogitsWarper (what `generate` applies, in that order), token by token."""
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    sharpness = torch.linspace(0.5, 4.0, 64)[:, None]  # rows from flat to peaked: nuclei of many sizes
+    logits = sharpness * torch.randn(64, 100, generator=torch.Generator().manual_seed(0))
+
+    def theirs(*warpers) -> torch.Tensor:
+        scores = logits
+        for warper in warpers:
+            scores = warper(None, scores)
+        return scores > float("-inf")
+
+    for k in (1, 5, 50):
+        assert torch.equal(kept(logits, top_k=k), theirs(TopKLogitsWarper(k)))
+        assert (kept(logits, top_k=k).sum(-1) == k).all()  # random logits have no ties
+    for p in (0.1, 0.5, 0.9, 0.99):
+        ours = kept(logits, top_p=p)
+        assert torch.equal(ours, theirs(TopPLogitsWarper(p)))
+        assert len(set(ours.sum(-1).tolist())) > 1  # the nucleus size varies by row: the cut is per row
+    assert torch.equal(kept(logits, temperature=0.7, top_k=50, top_p=0.9),
+                       theirs(TemperatureLogitsWarper(0.7), TopKLogitsWarper(50), TopPLogitsWarper(0.9)))
+
+
 def test_top_k_at_least_vocabulary_keeps_everything():
     assert counts(PROBS.log(), seed=3, top_k=4) == counts(PROBS.log(), seed=3) == counts(PROBS.log(), seed=3, top_k=99)
 

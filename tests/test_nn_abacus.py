@@ -30,14 +30,21 @@ def test_digit_indices_count_within_each_number():
 def test_offsets_only_in_training_and_only_on_digits():
     model = tiny()
     ids = torch.tensor([arithmetic.encode("12+345=")] * 64)
+    table = model.abacus.table.weight
+    index = torch.tensor([1, 2, 0, 1, 2, 3, 0])  # each digit's place in its number, written out
     model.eval()
-    assert torch.equal(model.abacus(ids), model.abacus(ids))  # no randomness in eval
+    assert torch.equal(model.abacus(ids), table[index].expand(64, -1, -1))  # eval: no offset
     model.train()
     torch.manual_seed(1)
     shifted = model.abacus(ids)
-    plus = arithmetic.encode("12+345=").index(arithmetic.STOI["+"])
-    assert torch.equal(shifted[:, plus], model.abacus.table.weight[0].expand(64, -1))  # non-digits: row 0
-    assert len({tuple(row[0].tolist()) for row in shifted}) > 1  # sequences drew different offsets
+    matches = (shifted[:, :, None] == table).all(dim=-1)  # (B, T, rows): which table row each vector is
+    assert (matches.sum(dim=-1) == 1).all()  # random rows are distinct: each vector names one row
+    rows = matches.int().argmax(dim=-1)
+    digit = index > 0
+    assert (rows[:, ~digit] == 0).all()  # non-digits: row 0, never shifted
+    offsets = rows[:, digit] - index[digit]
+    assert (offsets == offsets[:, :1]).all()  # one offset for all of a sequence's digits
+    assert set(offsets[:, 0].tolist()) == set(range(model.abacus.max_offset + 1))  # each of 0..max_offset drawn
 
 
 def test_abacus_gpt_is_causal_and_has_no_kv_cache_path():

@@ -50,6 +50,15 @@ def test_alibi_slopes_for_other_head_counts_follow_the_reference_recipe():
     assert torch.allclose(positions.alibi_slopes(6), torch.tensor(expected))
 
 
+def test_alibi_slopes_equal_bloom_in_transformers_for_every_head_count():
+    """BLOOM's slopes are the ALiBi authors' recipe, so every count, power of two or not, must agree."""
+    from transformers.models.bloom.modeling_bloom import _get_alibi_slopes
+
+    for n_head in range(1, 33):
+        torch.testing.assert_close(positions.alibi_slopes(n_head), _get_alibi_slopes(n_head, torch.device("cpu")),
+                                   msg=f"{n_head} heads")
+
+
 def test_alibi_bias_is_minus_slope_times_distance():
     bias = positions.alibi_bias(4, 3, 5)  # the last 3 of 5 positions query
     slopes = positions.alibi_slopes(4)
