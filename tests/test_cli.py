@@ -1,8 +1,8 @@
 """The command line: `buildgpt train` a preset on the smoke profile, then `buildgpt sample` from it.
 
 Also, as separate processes: two runs with the same settings give bit-identical weights, and a run
-killed with SIGKILL at random moments and continued with `--resume` ends exactly where an
-uninterrupted run does.
+killed with SIGKILL at random moments and launched again with the same command (`--resume-if-exists`,
+as torchrun's restarts and a requeued job do) ends exactly where an uninterrupted run does.
 """
 
 from __future__ import annotations
@@ -76,6 +76,13 @@ def test_a_new_run_never_writes_over_an_earlier_one(trained, smoke, capsys):
         assert main(["train", preset, "--out-dir", str(out_dir), "--max-iters", "2"]) == 2
         assert "holds a run already (last.safetensors): go on with --resume" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+
+
+def test_resume_if_exists_starts_a_run_then_goes_on_with_it(tmp_path, smoke):
+    argv = ["train", "shakespeare-char", "--out-dir", str(tmp_path), "--resume-if-exists", "--max-iters"]
+    assert main([*argv, "10"]) == 0
+    assert main([*argv, "20"]) == 0
+    assert checkpoint.load(tmp_path / "last.safetensors").meta["history"]["steps"] == [0, 10, 20]
 
 
 def test_resume_needs_a_run_to_go_on_from(tmp_path, smoke, capsys):
@@ -374,9 +381,9 @@ def test_kill_9_at_random_moments_then_resume_ends_exactly_like_an_uninterrupted
     out_dir = tmp_path / "killed"
     last = out_dir / "last.safetensors"
     killed_at = []  # the step of the checkpoint each killed process had last written
-    for attempt in range(3):
+    for _ in range(3):
         before = _identity(last)
-        proc = start_training(out_dir, cli_env, *(["--resume"] if attempt else []))
+        proc = start_training(out_dir, cli_env, "--resume-if-exists")  # the first launch starts, the others go on
         try:
             _wait_for_new_checkpoint(proc, last, before)
             time.sleep(rng.uniform(0.0, 0.3))  # mid-step, mid-evaluation or mid-write: wherever it falls
@@ -392,7 +399,7 @@ def test_kill_9_at_random_moments_then_resume_ends_exactly_like_an_uninterrupted
     # A kill may also land after the last checkpoint, while the run scores the whole val split: nothing is lost
     # then either, but the test is about resuming mid-run, so at least one kill must come before the end.
     assert any(step < RUN_ITERS for step in killed_at), killed_at
-    run_training(out_dir, cli_env, "--resume")
+    run_training(out_dir, cli_env, "--resume-if-exists")
     assert checkpoint.load(last).step == RUN_ITERS
     assert_same_tensors(reference_run, last)
     assert loss_history(last) == loss_history(reference_run)

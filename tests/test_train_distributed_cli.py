@@ -77,6 +77,29 @@ def test_a_killed_rank_stops_the_run_and_resume_continues_from_its_checkpoint(tm
     assert after.meta["history"]["steps"][:len(single.meta["history"]["steps"])] == single.meta["history"]["steps"]
 
 
+def test_torchrun_restarts_after_a_killed_rank_and_the_same_command_goes_on_from_the_checkpoint(tmp_path, smoke_env):
+    """With --max-restarts, torchrun starts every rank again when one dies, with the same arguments: under
+    --resume-if-exists the first launch starts the run and the restart goes on with it."""
+    out, iters = tmp_path / "run", 4000
+    command = distributed.torchrun_command(["--max-restarts=1", *train_args(out, "--resume-if-exists", "--max-iters",
+                                                                             str(iters))], 2)
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=smoke_env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "last.safetensors").is_file():
+            assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()[0][-3000:]
+            time.sleep(0.05)
+        os.kill(rank_pids(launcher.pid)[1], signal.SIGKILL)
+        output, _ = launcher.communicate(timeout=240)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, output[-3000:]
+    assert "error on rank 0: a collective failed" in output, output[-3000:]  # the first attempt's rank 0 saw it
+    assert output.count("parameters, seed") == 2, output[-3000:]  # rank 0 of each attempt speaks once
+    steps = checkpoint.load(out / "last.safetensors").meta["history"]["steps"]
+    assert steps[-1] == iters and steps == sorted(set(steps))  # went on, never started over
+
+
 def test_the_calculator_refuses_torchrun(monkeypatch, capsys):
     for key, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(key, value)

@@ -80,11 +80,11 @@ def preset_run(name: str, profile: profiles.Profile, seed: int | None, init_from
     return model.train(), tokenizer, TokenBatches(train_data, val_data, model.config.block_size), val_data, schedule
 
 
-def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None,
+def train_preset(name: str, out_dir: str | None, resume: bool | None, max_iters: int | None, seed: int | None,
                  fsdp: bool = False, init_from: str | None = None) -> int:
     """`buildgpt train PRESET`. Example: `train_preset("novels-char", None, False, 100, None)` trains 100 steps."""
     out_dir = out_dir or f"checkpoints/{name}"
-    check_run_folder(out_dir, resume)
+    resume = check_run_folder(out_dir, resume)
     profile = profiles.current()
     d = distributed.start(profile.device, force=fsdp)  # one process, or one of torchrun's
     model, tokenizer, batches, val_data, schedule = preset_run(name, profile, seed, init_from)
@@ -106,13 +106,13 @@ def train_preset(name: str, out_dir: str | None, resume: bool, max_iters: int | 
     return 0
 
 
-def train_calculator(out_dir: str | None, resume: bool, max_iters: int | None, seed: int | None, fsdp: bool = False,
+def train_calculator(out_dir: str | None, resume: bool | None, max_iters: int | None, seed: int | None, fsdp: bool = False,
                      init_from: str | None = None) -> int:
     """`buildgpt train calculator`. Example: `train_calculator(None, False, 200, seed=1)` trains 200 steps."""
     if distributed.under_torchrun() or fsdp or init_from:  # under torchrun each process would write the same files
         raise ValueError("the calculator trains from scratch in one process: leave out torchrun, --fsdp and --init-from")
     out_dir = out_dir or "checkpoints/calculator"
-    check_run_folder(out_dir, resume)
+    resume = check_run_folder(out_dir, resume)
     profile = profiles.current()
     settings = profile.settings("calculator")
     fmt = ArithmeticFormat(reverse=True, width=settings.digits, trace=settings.trace)

@@ -46,8 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", metavar="CHECKPOINT", type=path,
                    help="shakespeare-char only: finetune this pretrained character model (e.g. novels-char's)")
     t.add_argument("--out-dir", type=path, help="where checkpoints go (default: checkpoints/PRESET)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.safetensors, which must exist (without "
-                   "--resume, OUT_DIR must hold no run: a new run never writes over an earlier one)")
+    resume = t.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.safetensors, which must exist "
+                        "(without --resume, OUT_DIR must hold no run: a new run never writes over an earlier one)")
+    resume.add_argument("--resume-if-exists", dest="resume", action="store_const", const=None, default=False,
+                        help="continue from OUT_DIR/last.safetensors if there is one, else start: the same command "
+                             "for a first launch and its restarts (torchrun --max-restarts, a requeued job)")
     t.add_argument("--max-iters", type=int, help="override the profile's number of steps")
     t.add_argument("--seed", type=seed, help="the run's seed: initial weights, batches, dropout (default: the profile's)")
     t.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (under torchrun; default: DDP)")

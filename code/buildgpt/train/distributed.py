@@ -98,9 +98,23 @@ def start(device: str = "cpu", force: bool = False, timeout_s: float | None = No
     # A peer that dies or hangs makes collectives fail after this long instead of waiting forever.
     timeout = timedelta(seconds=timeout_s or float(env.get(TIMEOUT_VAR, DEFAULT_TIMEOUT_S)))
     backend = BACKENDS[device_type]
-    dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timeout,
+    dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timeout, store=_restart_store(timeout),
                             device_id=torch.device(device) if device_type == "cuda" else None)
     return Dist(rank, world_size, local_rank, device, backend)
+
+
+def _restart_store(timeout: timedelta) -> dist.Store | None:
+    """After torchrun restarts the ranks (--max-restarts), a store of their own for this attempt; else None (torch's).
+
+    torchrun keeps its store across restarts and torch 2.13 adds no prefix per attempt, so restarted ranks could
+    read the dead ones' addresses ("Gloo connectFullMesh failed ... Connection refused", 2 restarts in 3 here).
+    """
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if attempt == "0" or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    agents = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), int(os.environ["WORLD_SIZE"]),
+                           is_master=False, timeout=timeout)
+    return dist.PrefixStore(f"buildgpt/attempt-{attempt}", agents)
 
 
 def wrap(model: torch.nn.Module, d: Dist, fsdp: bool = False, reshard_after_forward: bool = True) -> torch.nn.Module:
@@ -155,12 +169,11 @@ def shutdown() -> None:
 
 
 def torchrun_command(args: list[str], nproc: int) -> list[str]:
-    """torchrun on this machine only: a fresh loopback port, so two runs never meet by accident.
+    """torchrun on this machine only (`--standalone`): its rendezvous on a free local port, so two runs never meet.
 
     Example: `torchrun_command(["-m", "buildgpt.cli", "train", "shakespeare-char"], 2)`.
     """
-    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--nnodes=1",
-            "--master-addr=127.0.0.1", f"--master-port={free_port()}", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *args]
 
 
 def launch(args: list[str], nproc: int, env: dict[str, str] | None = None, timeout: float | None = None,

@@ -20,16 +20,20 @@ from .loop import History, TrainConfig, TrainingDiverged, train
 RESUME_HINT = ": go on with --resume"  # after an intact checkpoint's name
 
 
-def check_run_folder(out_dir: str, resume: bool) -> None:
-    """Before any work: a new run never writes over an earlier one's checkpoints, and a resume needs one.
+def check_run_folder(out_dir: str, resume: bool | None) -> bool:
+    """Before any work: whether to resume. A new run never writes over an earlier one's checkpoints, and a resume
+    needs one; `resume=None` resumes if there is a run to go on from, and starts one otherwise.
 
     Example: `check_run_folder("checkpoints/calculator", resume=False)` raises if a run is there already."""
     last = Path(out_dir) / "last.safetensors"
+    if resume is None:  # one command for a first launch and its restarts (torchrun --max-restarts, a requeued job)
+        return last.is_file()
     if resume and not last.is_file():
         raise ValueError(f"--resume: there is no {last} to go on from; leave out --resume to start a new run")
     if not resume and last.exists():
         raise ValueError(f"{out_dir} holds a run already ({last.name}): go on with --resume, or start a new run "
                          "in another --out-dir (or move this one aside)")
+    return resume
 
 
 def train_or_exit_code(model: torch.nn.Module, batches, config: TrainConfig, device: str, meta: dict,
