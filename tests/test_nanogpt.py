@@ -129,7 +129,7 @@ def test_flops_and_mfu_equal_nanogpt_estimate_mfu():
     # table tied to the output layer and so counted once. Ours are untied: that matrix once means minus one.
     N = model.num_params() - model.position_embedding.weight.numel() - model.token_embedding.weight.numel()
     L, H, Q, T = c.n_layer, c.n_head, c.n_embd // c.n_head, c.block_size
-    assert flops_per_token(model) == 6 * N + 12 * L * H * Q * T
+    assert flops_per_token(model) == flops_per_token(torch.compile(model)) == 6 * N + 12 * L * H * Q * T
     fwdbwd_per_iter, dt, peak = 12, 0.25, 312e12
     their_mfu = (6 * N + 12 * L * H * Q * T) * T * fwdbwd_per_iter / dt / peak
     tokens_per_second = fwdbwd_per_iter * T / dt

@@ -10,6 +10,8 @@ the output multiply; ours are two matrices, so the token table, only looked up, 
 
 from __future__ import annotations
 
+import torch.nn as nn
+
 from ..nn.model import GPT
 
 
@@ -19,8 +21,8 @@ def flops_per_token(model: GPT) -> float:
     Example: `flops_per_token(GPT(LECTURE_MODEL))` is about 7e7.
     """
     c = model.config
-    lookups = ("position_embedding.", "token_embedding.")  # tables read by index: no multiply
-    n = sum(p.numel() for name, p in model.named_parameters() if not name.startswith(lookups))
+    tables = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding))  # read by index: no multiply
+    n = sum(p.numel() for p in model.parameters()) - tables
     return 6 * n + 12 * c.n_layer * c.n_embd * c.block_size
 
 

@@ -74,7 +74,7 @@ def unpadded_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], min_s
     for length in sorted(lengths[lengths > 0].unique().tolist(), reverse=True):
         if not cuts or length <= (1 - min_saving) * cuts[-1]:
             cuts.append(length)
-    ascending = torch.tensor(cuts[::-1])
+    ascending = torch.tensor(cuts[::-1], device=y.device)
     cut_of_row = torch.where(lengths > 0, ascending[torch.bucketize(lengths, ascending)], 0)  # shortest cut >= length
     if cut_of_row.sum() > (1 - min_batch_saving) * cuts[0] * (lengths > 0).sum():  # too little saved: one run
         return model(x[:, :cuts[0]], y[:, :cuts[0]])[1]
