@@ -16,7 +16,7 @@ from buildgpt.infer.load import load_model
 from buildgpt.nn.bigram import BigramLanguageModel
 from buildgpt.nn.loss import IGNORE_INDEX
 from buildgpt.nn.model import GPT, GPTConfig
-from buildgpt.train import checkpoint
+from buildgpt.train import checkpoint, loop
 from buildgpt.train.evaluate import split_loss
 from buildgpt.train.loop import (
     History,
@@ -223,6 +223,18 @@ def test_resume_continues_exactly(tmp_path, device):
     assert history_c.tokens == history_a.tokens
     assert history_c.best_step == history_a.best_step
     assert checkpoint.load(tmp_path / "b" / "last.safetensors").step == 20
+
+
+def test_a_resume_trains_with_its_own_settings_not_the_saved_runs(tmp_path, monkeypatch):
+    """The file gives the optimizer its state; weight decay and betas stay what this run's config says."""
+    run(replace(RUN, max_iters=5, out_dir=str(tmp_path), weight_decay=0.0, beta2=0.99))
+    made = []
+    monkeypatch.setattr(loop, "make_optimizer", lambda *args: made.append(make_optimizer(*args)) or made[-1])
+    run(replace(RUN, max_iters=10, out_dir=str(tmp_path), resume=True, weight_decay=0.1, beta2=0.95))
+    decayed, plain = made[-1].param_groups
+    assert (decayed["weight_decay"], plain["weight_decay"]) == (0.1, 0.0)
+    assert decayed["betas"] == plain["betas"] == (RUN.beta1, 0.95)
+    assert made[-1].state  # and the moments did come from the file
 
 
 def test_resume_restores_the_gpus_generator_too(tmp_path, monkeypatch):

@@ -62,21 +62,27 @@ def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tupl
 def load_full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, weights: dict, optim: dict) -> None:
     """Load `full_state`'s output (from any run, one process or many) into a plain, DDP or FSDP2 model.
 
+    The optimizer takes its state (moments, step counts) from the file and keeps its own settings (learning rate,
+    betas, weight decay), which loading would otherwise replace with the saved run's.
     Example: `load_full_state(model, optimizer, ckpt.model_state, ckpt.optimizer_state)`.
     """
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     if not _distributed():
         unwrap(model).load_state_dict(weights)
         optimizer.load_state_dict(optim)
-        return
-    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
-    if not optim["state"]:  # saved before the first step: nothing to scatter
-        optimizer.load_state_dict(optim)
-        return
-    names = {id(p): n for n, p in unwrap(model).named_parameters()}
-    order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
-    named = {"state": {order[int(i)]: s for i, s in optim["state"].items()},
-             "param_groups": [{**g, "params": [order[int(i)] for i in g["params"]]} for g in optim["param_groups"]]}
-    set_optimizer_state_dict(model, optimizer, named, options=StateDictOptions(full_state_dict=True))
+    else:
+        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
+        if not optim["state"]:  # saved before the first step: nothing to scatter
+            optimizer.load_state_dict(optim)
+        else:
+            names = {id(p): n for n, p in unwrap(model).named_parameters()}
+            order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+            named = {"state": {order[int(i)]: s for i, s in optim["state"].items()},
+                     "param_groups": [{**g, "params": [order[int(i)] for i in g["params"]]}
+                                      for g in optim["param_groups"]]}
+            set_optimizer_state_dict(model, optimizer, named, options=StateDictOptions(full_state_dict=True))
+    for group, own in zip(optimizer.param_groups, settings, strict=True):
+        group.update(own)
 
 
 def save_sharded(path: str | os.PathLike, model: torch.nn.Module) -> None:
