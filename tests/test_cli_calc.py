@@ -140,6 +140,14 @@ def test_division_by_zero_never_calls_the_model(trained, monkeypatch):
         calc.solve("5 / 0", io.StringIO())
 
 
+@pytest.mark.parametrize("problem", [Problem(9999, "+", 9999), Problem(12, "*", 3456), Problem(12345, "/", 7),
+                                     Problem(100, "-", 2345)])
+def test_a_right_answer_to_longer_operands_than_trained_is_read_as_right(problem):
+    """The working and answer a 2-digit calculator should write for longer operands are as wide as they are."""
+    fmt = ArithmeticFormat(reverse=True, width=2, trace=True)
+    assert check(problem, fmt.completion(problem), fmt).message == "correct"
+
+
 def test_longer_operands_than_trained_are_answered_and_flagged(trained, capsys):
     rc, out, err = run(["calc", trained["ckpt"], "123+4"], capsys)
     assert rc == 0

@@ -73,6 +73,11 @@ class Problem(NamedTuple):
             raise ValueError("division by zero has no answer")
         return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: divmod(a, b)}[self.op]()
 
+    @property
+    def digits(self) -> int:
+        """The longer operand's digits. Example: `Problem(1234, "/", 56).digits` is 4."""
+        return max(len(str(self.a)), len(str(self.b)))
+
 
 def number(n: int, reverse: bool, pad: int = 0) -> str:
     """`n` zero-padded to `pad` digits, digits reversed if asked. Example: `number(-120, True)` gives "-021"."""
@@ -92,7 +97,9 @@ class ArithmeticFormat:
     """
 
     reverse: bool = True  # numbers after the "=" least significant digit first
-    width: int | None = None  # zero-pad operands to this many digits (a sum to width + 1); longer ones stay whole
+    # zero-pad operands to this many digits (a sum to width + 1); longer ones stay whole, and their working and answer
+    # are written as if the width were theirs
+    width: int | None = None
     trace: bool = False  # write the working before the answer line
     reverse_operands: bool = False  # the operands too, units first: digit i of every number is the 10^i column
 
@@ -105,22 +112,24 @@ class ArithmeticFormat:
 
     def answer(self, p: Problem) -> str:
         """The answer as written, without the newline. Example: "-531" for 52-187 reversed."""
-        value, pads = p.answer, self.answer_widths(p.op)
+        value, pads = p.answer, self.answer_widths(p.op, p.digits)
         if p.op == "/":
             return f"{number(value[0], self.reverse, pads[0])},{number(value[1], self.reverse, pads[1])}"
         return number(value, self.reverse, pads[0])
 
-    def answer_widths(self, op: str) -> tuple[int, ...]:
-        """The digits each part of an `op` answer is padded to (0: not padded). Example: (4,) for "+" with width 3."""
-        w = self.width
+    def answer_widths(self, op: str, digits: int = 0) -> tuple[int, ...]:
+        """The digits each part of an `op` answer is padded to (0: not padded), for operands of up to `digits` digits.
+
+        Example: (4,) for "+" with width 3, and (6,) with width 3 for 5-digit operands."""
+        w = self.width and max(self.width, digits)
         if w is None or op == "-":
             return (0, 0) if op == "/" else (0,)
         return {"+": (w + 1,), "*": (2 * w,), "/": (w, w)}[op]
 
     def trace_lines(self, p: Problem) -> list[str]:
         """The working, one string per line (no newlines). Example: ["0612,72,72", "0510,600,672"] for 12*56 (reverse=False)."""
-        r, w = self.reverse, self.width or 0
-        columns = self.width or max(len(str(p.a)), len(str(p.b)))
+        r, w = self.reverse, (self.width and max(self.width, p.digits)) or 0
+        columns = w or p.digits
 
         def digits(values: list[int]) -> str:  # computed least significant first
             return "".join(map(str, values if r else values[::-1]))
@@ -130,14 +139,14 @@ class ArithmeticFormat:
         if p.op == "-":
             return ["-" * (p.a < p.b) + digits(borrows(max(p.a, p.b), min(p.a, p.b), columns))]  # larger - smaller
         if p.op == "*":  # each digit product is a multiplication table entry, two digits
-            steps = multiplication_steps(p.a, p.b, self.width or len(str(p.b)), max(w, len(str(p.a))))
+            steps = multiplication_steps(p.a, p.b, w or len(str(p.b)), max(w, len(str(p.a))))
             return [f"{digits([number(n, r, 2) for n in products])},{number(partial, r, 2 * w)},{number(total, r, 2 * w)}"
                     for products, partial, total in steps]
         if p.b == 0:
             raise ValueError("division by zero has no answer")
         pads = (w + 1, 0, w + 1, w)  # brought down, quotient digit, its product, remainder (w 0: unpadded)
         return [",".join(number(n, r, pad) for n, pad in zip(step, pads))
-                for step in division_steps(p.a, p.b, self.width or len(str(p.a)))]
+                for step in division_steps(p.a, p.b, w or len(str(p.a)))]
 
     def completion(self, p: Problem) -> str:
         """What the model should write after the prompt, up to and including the final newline."""
@@ -155,8 +164,9 @@ class ArithmeticFormat:
         trace = {"+": d + 1, "-": d + 2, "*": d * (6 * d + 3), "/": d * (3 * d + 7)}  # lines with their newlines
         return max(2 * d + 2 + answer[op] + 1 + (trace[op] + 1 if self.trace else 0) for op in ops)
 
-    def parse(self, completion: str, op: str) -> int | tuple[int, int] | None:
-        """The answer in a model's completion for an `op` problem, or None if it is malformed.
+    def parse(self, completion: str, op: str, digits: int = 0) -> int | tuple[int, int] | None:
+        """The answer in a model's completion for an `op` problem (operands of up to `digits` digits, which matter
+        only when longer than the width), or None if it is malformed.
 
         Only the answer line counts (with a trace, the first line that starts with ">"), and it must
         end with a newline; what follows that newline is ignored. Never raises.
@@ -172,7 +182,7 @@ class ArithmeticFormat:
         parts = line.split(",")
         if len(parts) != (2 if op == "/" else 1) or not all(_NUMBER.fullmatch(s) for s in parts):
             return None
-        if any(pad and len(s) != pad for s, pad in zip(parts, self.answer_widths(op))):
+        if any(pad and len(s) != pad for s, pad in zip(parts, self.answer_widths(op, digits))):
             return None  # a fixed-width answer has exactly its width of digits: more is run-on
         values = [int(s[0] + s[1:][::-1] if s[0] == "-" else s[::-1]) if self.reverse else int(s) for s in parts]
         return tuple(values) if op == "/" else values[0]

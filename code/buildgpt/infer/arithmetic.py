@@ -110,7 +110,7 @@ def evaluate_problems(model: GPT, problems: list[Problem], fmt: ArithmeticFormat
             prompts = torch.tensor([encode(fmt.prompt(problems[i])) for i in chunk])
             for i, ids in zip(chunk, greedy_decode(model, prompts, budget, stop_at_marker=fmt.trace)):
                 completions[i] = decode(ids)
-    predicted = [fmt.parse(c, p.op) for c, p in zip(completions, problems)]
+    predicted = [fmt.parse(c, p.op, p.digits) for c, p in zip(completions, problems)]
     correct = [value is not None and value == p.answer for value, p in zip(predicted, problems)]
     return ArithmeticEval(list(problems), completions, predicted, correct)
 

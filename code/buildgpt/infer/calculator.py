@@ -107,7 +107,7 @@ def check(problem: Problem, completion: str, fmt: ArithmeticFormat) -> Verdict:
 
     Example: `check(Problem(57, "+", 68), "11\\n>521\\n", ArithmeticFormat(trace=True)).message` gives "correct".
     """
-    value, truth = fmt.parse(completion, problem.op), problem.answer
+    value, truth = fmt.parse(completion, problem.op, problem.digits), problem.answer
     if value == truth:
         return Verdict(problem, value, True, "correct")
     read = "no answer line could be read" if value is None else f"the model says {show(problem.op, value)}"
