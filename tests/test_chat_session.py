@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from buildgpt.cli import main
+from buildgpt.infer import chat_session
 from buildgpt.infer.chat_session import NOT_CHAT_TUNED, WINDOW_FULL, ChatSession, run_repl
 from buildgpt.nn.model import GPT, GPTConfig
 from buildgpt.nn.surgery import grow_vocabulary
@@ -70,6 +71,20 @@ def test_any_marker_ends_the_answer_and_is_never_written(marker):
     assert s.history == [{"role": "user", "content": "hello"}, {"role": "assistant", "content": ""}]
 
 
+def test_a_marker_spelled_in_characters_ends_the_answer_and_stays_out_of_the_history(monkeypatch):
+    """With a vocabulary that has <, | and >, a model can write "<|end|>" one character at a time: that ends the
+    answer too, and the history keeps the text before it, which the chat format would otherwise refuse next turn."""
+    tokenizer = ChatTokenizer(sorted(set(CHARS) | set("<|>")))
+    spelled = tokenizer.base.encode("aye<|end|>and on") + [tokenizer.special_tokens[END]]
+    monkeypatch.setattr(chat_session, "generate_stream", lambda *args, **kwargs: (torch.tensor([[t]]) for t in spelled))
+    model = grow_vocabulary(GPT(GPTConfig(vocab_size=tokenizer.base.vocab_size, block_size=64, n_layer=1, n_head=2,
+                                          n_embd=32)), 3).eval()
+    s = ChatSession(model, tokenizer)
+    assert "".join(s.reply_stream("hi")) == "aye<|end|>"  # already shown when the marker is complete
+    assert s.history[-1] == {"role": "assistant", "content": "aye"}
+    assert "".join(s.reply_stream("again")) == "aye<|end|>"  # the next turn encodes: no "may not spell" error
+
+
 def test_an_answer_without_end_stops_at_max_new_tokens():
     s = session({"a": 100.0}, max_new_tokens=7)
     assert "".join(s.reply_stream("hi")) == "a" * 7
@@ -118,10 +133,13 @@ def test_the_repl_reports_bad_messages_and_goes_on():
 def test_repl_commands():
     s = session({END: 100.0})
     _, out = repl(s, "hello", "/reset", "/temperature 0.3", "/temperature hot", "/temperature -1",
-                  "/temperature nan", "/frobnicate", "/quit", "never read")
+                  "/temperature nan", "/temperature 1e-5", "/frobnicate", "/quit", "never read")
     assert s.history == [] and s.temperature == 0.3
     assert "(the conversation was forgotten)" in out and "(temperature is now 0.3)" in out
-    assert out.count("error: /temperature needs a number >= 0") == 3 and "unknown command /frobnicate" in out
+    assert "error: /temperature needs a number >= 0 (0 means greedy), got 'hot'" in out
+    assert out.count("error: /temperature: temperature must be a number >= 0") == 2  # -1 and nan
+    assert "error: /temperature: temperature 1e-05 is too small to divide by" in out  # the reason, not "a number"
+    assert "unknown command /frobnicate" in out
 
 
 class InterruptOnce(io.StringIO):

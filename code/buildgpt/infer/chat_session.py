@@ -22,7 +22,7 @@ import torch
 
 from ..nn.model import GPT
 from ..tokenizers.chars import CharTokenizer
-from ..tokenizers.chat import ChatTokenizer
+from ..tokenizers.chat import ChatTokenizer, first_marker
 from .generate import generate_stream
 from .load import char_tokenizer, load_model
 from .sampling import check_sampling_args
@@ -130,9 +130,12 @@ class ChatSession:
                 piece = self.tokenizer.decode([int(token)])
                 yield piece
                 pieces.append(piece)  # once the reader asked for more: the history keeps what was shown
+                if first_marker(text := "".join(pieces)) < len(text):  # a marker spelled in characters ends it too
+                    break
         finally:  # runs at the end, on close() and on Ctrl-C: the history stays user, assistant, user, ...
+            answer = "".join(pieces)  # less a spelled marker, which the chat format would refuse next turn
             self.history += [{"role": "user", "content": user_text},
-                             {"role": "assistant", "content": "".join(pieces)}]
+                             {"role": "assistant", "content": answer[:first_marker(answer)]}]
 
 
 def command(session: ChatSession, text: str, output: TextIO) -> bool:
@@ -148,10 +151,15 @@ def command(session: ChatSession, text: str, output: TextIO) -> bool:
         print("(the conversation was forgotten)", file=output)
     elif name == "/temperature":
         try:
-            session.temperature = float(arg)
-            print(f"(temperature is now {session.temperature:g})", file=output)
+            value = float(arg)
         except ValueError:
             print(f"error: /temperature needs a number >= 0 (0 means greedy), got {arg.strip()!r}", file=output)
+            return True
+        try:
+            session.temperature = value
+            print(f"(temperature is now {session.temperature:g})", file=output)
+        except ValueError as e:  # a number, but not one to sample with: the reason says which
+            print(f"error: /temperature: {e}", file=output)
     else:
         print(f"error: unknown command {name}; {HELP}", file=output)
     return True

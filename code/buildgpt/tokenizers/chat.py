@@ -19,6 +19,14 @@ SPECIAL_TOKENS = (USER, ASSISTANT, END)
 _ANY_SPECIAL = re.compile("|".join(map(re.escape, SPECIAL_TOKENS)))
 
 
+def first_marker(text: str) -> int:
+    """Where the first chat marker spelled out in characters starts in `text`, or len(text) if none.
+
+    Example: `first_marker("Farewell.<|end|>")` is 9."""
+    found = _ANY_SPECIAL.search(text)
+    return found.start() if found else len(text)
+
+
 class ChatTokenizer:
     """Characters, then the three chat markers. Example: `ChatTokenizer(chars).encode_chat(messages)`."""
 
