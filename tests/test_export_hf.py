@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from buildgpt.infer.export_hf import export_hf
+from buildgpt.infer.export_hf import export_hf, fold_head_bias
 from buildgpt.infer.generate import generate
 from buildgpt.infer.quantize import quantize_model, save_quantized
 from buildgpt.nn.model import GPT, GPTConfig
@@ -151,6 +151,15 @@ def test_a_head_bias_outside_the_weights_span_is_refused(tmp_path):
     path = save(tmp_path / "m.safetensors", random_gpt(dataclasses.replace(SMALL, n_embd=32)))  # 61 > 32, with bias
     with pytest.raises(ValueError, match="vocab_size=61, n_embd=32"):
         export_hf(path, tmp_path / "hf")
+
+
+def test_a_square_head_too_ill_conditioned_to_fold_says_so():
+    """vocab_size <= n_embd folds in real numbers, but not in a float32 bias when the matrix is near singular."""
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(16, 16, generator=g))
+    weight = (q @ torch.diag(torch.logspace(0, -7, 16)) @ q.T).float()  # condition number about 1e7
+    with pytest.raises(ValueError, match=r"too ill-conditioned \(condition number 1\.\d+e\+07\)"):
+        fold_head_bias(weight, torch.randn(16, generator=g), torch.zeros(16))
 
 
 def test_quantized_missing_and_corrupt_checkpoints_are_refused(tmp_path):

@@ -81,9 +81,12 @@ def fold_head_bias(weight: torch.Tensor, bias: torch.Tensor, beta: torch.Tensor)
     residual = (W @ folded.double() - target).abs().max().item()
     if residual > 1e-6 * (1.0 + target.abs().max().item()):
         vocab_size, n_embd = weight.shape
+        why = (f"a fold is exact only when vocab_size <= n_embd, and this model has vocab_size={vocab_size}, "
+               f"n_embd={n_embd}" if vocab_size > n_embd else
+               f"its head's matrix is too ill-conditioned (condition number {torch.linalg.cond(W).item():.3g}) for "
+               "a float32 bias to carry the fold")
         raise ValueError(f"cannot export to GPT-2 exactly: GPT-2's head has no bias, and ours does not fold into "
-                         f"ln_f's bias (residual {residual:.3g}); the fold is exact when vocab_size <= n_embd, and this "
-                         f"model has vocab_size={vocab_size}, n_embd={n_embd}. Train with bias=False to export it")
+                         f"ln_f's bias (residual {residual:.3g}): {why}. Train with bias=False to export it")
     return folded
 
 
