@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..utils.files import give_default_mode
+from ..utils.files import give_default_mode, replace_durably
 
 FORMAT = "buildgpt-checkpoint-1"
 
@@ -100,7 +100,7 @@ def save(path: str | os.PathLike, model: torch.nn.Module, step: int, meta: dict,
     try:
         save_file(tensors, tmp, metadata={"buildgpt": json.dumps(header)})
         give_default_mode(tmp)  # as any new file gets, not mkstemp's owner-only 0600
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

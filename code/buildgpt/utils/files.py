@@ -17,8 +17,25 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as tmp:
         tmp.write(text)
     give_default_mode(tmp.name)
-    os.replace(tmp.name, path)
+    replace_durably(tmp.name, path)
     return path
+
+
+def replace_durably(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename the finished file `tmp` over `path` once its bytes are on disk, then put the rename on disk too: after
+    a crash of the machine, not only of the process, `path` is the old file or the new one, never an empty one.
+
+    Example: `replace_durably(".last.safetensors.tmp", "last.safetensors")`.
+    """
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if os.name == "posix":  # a folder's entries are synced through the folder itself (not possible on Windows)
+        folder = os.open(Path(path).parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def give_default_mode(path: str | os.PathLike) -> None:
