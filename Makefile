@@ -29,7 +29,7 @@ book: venv
 test: venv
 	$(PY) -m pytest -q
 
-# Unit tests only: no chapter executed (about a minute).
+# Unit tests only: no chapter executed (about two minutes on 2 cores).
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow and not browser"
 
