@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
+import http.client
 import io
 import lzma
 import shutil
+import time
 import urllib.request
 
 import pytest
@@ -163,6 +166,36 @@ def test_corrupt_download_is_refused_and_left_as_part(data_cache, monkeypatch):
     assert not target.exists()
     partial = target.with_name("input.txt.part")
     assert partial.read_bytes() == payload
+
+
+class SlowResponse(io.BytesIO):
+    """A download that arrives in small pieces, with a pause before each: long enough for others to start."""
+
+    def read(self, size=-1):
+        time.sleep(0.01)
+        return super().read(min(size, 100_000) if size and size > 0 else 100_000)
+
+
+def test_downloads_of_one_dataset_at_once_all_succeed(mirror, data_cache, monkeypatch):
+    monkeypatch.delenv(registry.MIRROR_VAR)
+    payload = (mirror / "tinyshakespeare" / "input.txt").read_bytes()
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, *args, **kwargs: SlowResponse(payload))
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        found = list(pool.map(lambda _: registry.path("tinyshakespeare"), range(3)))
+    target = data_cache / "tinyshakespeare" / "input.txt"
+    assert found == [target] * 3 and target.read_bytes() == payload
+    assert [p.name for p in target.parent.iterdir()] == ["input.txt"]  # no download file left
+
+
+def test_a_transfer_that_breaks_off_is_an_error_that_leaves_nothing(data_cache, monkeypatch):
+    class Broken(io.BytesIO):
+        def read(self, size=-1):
+            raise http.client.IncompleteRead(b"", 1000)
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, *args, **kwargs: Broken())
+    with pytest.raises(DatasetError, match=r"downloading .* failed \(IncompleteRead\(0 bytes read, 1000 more"):
+        registry.path("tinyshakespeare")
+    assert list((data_cache / "tinyshakespeare").iterdir()) == []
 
 
 # ---------------------------------------------------------------- compressed datasets

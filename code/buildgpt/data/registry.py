@@ -14,14 +14,18 @@ from __future__ import annotations
 import argparse
 import codecs
 import hashlib
+import http.client
 import lzma
 import os
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..utils.files import give_default_mode
 
 MIRROR_VAR = "BUILDGPT_DATA_MIRROR"
 CACHE_VAR = "BUILDGPT_DATA_DIR"
@@ -131,14 +135,22 @@ def _roots() -> list[Path]:
 
 
 def _download(dataset: Dataset, target: Path) -> Path:
-    partial = target.with_name(target.name + ".part")
     with urllib.request.urlopen(dataset.url, timeout=30) as response:
         target.parent.mkdir(parents=True, exist_ok=True)  # only once there is something to put in it
-        with open(partial, "wb") as out:
-            while block := response.read(_CHUNK):
-                out.write(block)
-    _verified(partial, dataset)  # a bad download stays as .part, never as the dataset
-    partial.replace(target)
+        # a file of its own: two processes downloading at once never write into, or move, each other's
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".download")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while block := response.read(_CHUNK):
+                    out.write(block)
+            give_default_mode(name)
+            if sha256_of(Path(name)) != dataset.sha256:  # a bad download stays as .part, never as the dataset
+                os.replace(name, target.with_name(target.name + ".part"))
+                _verified(target.with_name(target.name + ".part"), dataset)
+            os.replace(name, target)
+        finally:
+            if os.path.exists(name):  # the connection broke, or the process was stopped
+                os.unlink(name)
     return target
 
 
@@ -157,7 +169,7 @@ def path(name: str) -> Path:
     if dataset.url:
         try:
             return _download(dataset, places[0])
-        except (urllib.error.URLError, OSError) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # HTTPException: a broken transfer
             problem = f"downloading {dataset.url} failed ({e})"
     mirror = os.environ.get(MIRROR_VAR)
     raise DatasetError(
