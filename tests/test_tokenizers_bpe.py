@@ -267,6 +267,15 @@ def test_save_load_round_trip(tokenizer, tmp_path):
         assert loaded.encode(text, allowed_special="all") == tokenizer.encode(text, allowed_special="all")
 
 
+@pytest.mark.parametrize("odd", ["\x85", "\u2028", "\u2029"])
+def test_save_load_round_trip_with_unicodes_own_line_breaks(tmp_path, odd):
+    """U+0085, U+2028 and U+2029 end a line for str.splitlines: in a token or the pattern they must stay escaped."""
+    tokenizer = RegexTokenizer(f"[a{odd}]+|.", {(97, 97): 256}, {f"<|x{odd}y|>": 257})
+    loaded = Tokenizer.load(tokenizer.save(tmp_path / "odd")[0])
+    assert (loaded.pattern, loaded.special_tokens, loaded.merges) == \
+        (tokenizer.pattern, tokenizer.special_tokens, tokenizer.merges)
+
+
 def test_vocab_file_is_readable(trained, tmp_path):
     _, vocab = trained["regex-gpt4"].save(tmp_path / "tok")
     lines = vocab.read_text(encoding="utf-8").splitlines()

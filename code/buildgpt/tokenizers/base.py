@@ -28,6 +28,17 @@ MODEL_HEADER = "buildgpt-bpe v1"
 _CHUNK_CACHE_SIZE = 1 << 18  # distinct chunks remembered by an encoder before it starts afresh
 
 
+def utf8(text: str) -> bytes:
+    """`text` as UTF-8 bytes; a lone surrogate, which UTF-8 cannot hold, becomes U+FFFD, as in tiktoken.
+
+    Example: `utf8("a\\ud800")` gives `b"a\\xef\\xbf\\xbd"`.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # how tiktoken repairs it: pairs become their character, the rest U+FFFD
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
+
+
 def render_token(token: bytes) -> str:
     """A token's text for people: control characters and bytes that are not whole UTF-8
     characters escaped (`\\u000a` for a newline, `\\xe2` for a lone byte).
@@ -102,7 +113,7 @@ class Tokenizer:
         if len(cache) > _CHUNK_CACHE_SIZE:
             cache.clear()
         for chunk in set(chunks).difference(cache):
-            cache[chunk] = self._encode_chunk(chunk.encode("utf-8"))
+            cache[chunk] = self._encode_chunk(utf8(chunk))
         return list(chain.from_iterable(map(cache.__getitem__, chunks)))
 
     def _encode_chunk(self, chunk: bytes) -> list[int]:
@@ -166,9 +177,9 @@ class Tokenizer:
         The model file is text, one item per line: the header, the split pattern (JSON), the id
         of each byte, the special tokens, then the merges in order (the i-th makes id 256 + i).
         """
-        model = [MODEL_HEADER, f"pattern {json.dumps(self.pattern, ensure_ascii=False)}",
-                 "bytes " + " ".join(map(str, self.byte_ids))]
-        model += [f"special {json.dumps(token, ensure_ascii=False)} {i}" for token, i in self.special_tokens.items()]
+        # ASCII JSON: a line break of Unicode's own (U+0085, U+2028) in a token would end its line when read
+        model = [MODEL_HEADER, f"pattern {json.dumps(self.pattern)}", "bytes " + " ".join(map(str, self.byte_ids))]
+        model += [f"special {json.dumps(token)} {i}" for token, i in self.special_tokens.items()]
         model += [f"merge {left} {right}" for left, right in self.merges]
         parts = {new_id: pair for pair, new_id in self.merges.items()}
         specials = set(self.special_tokens.values())
