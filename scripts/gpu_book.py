@@ -203,11 +203,11 @@ def execute(chapter: str, cell_timeout: int, deadline: float, env: dict[str, str
     at = {"cell": None}
 
     def before_cell(cell, cell_index, **_):
+        at["cell"] = cell_index  # first: a failure below is this cell's, not the one before
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("the run's time was up before this cell")
         client.timeout = max(1, min(cell_timeout, int(left)))  # no cell may outlast the run
-        at["cell"] = cell_index
 
     client.on_cell_execute = before_cell
     start = time.monotonic()
@@ -383,6 +383,7 @@ def run(out: Path, profile: str, chapters: list[str], minutes: float, jobs: int 
                 notebooks[TAKEAWAY] = notebook
             print(f"takeaway {TAKEAWAY}.ipynb: {summary['takeaway']['status']} in "
                   f"{summary['takeaway']['minutes']:.2f} min {summary['takeaway'].get('error', '')}", flush=True)
+            summary["minutes"] = round((time.monotonic() - start) / 60, 3)  # it may have ended after every chapter
             write_files()
     failed = [c["chapter"] for c in summary["chapters"] if c["status"] != "ok"]
     failed += [TAKEAWAY] if summary.get("takeaway", {}).get("status", "ok") != "ok" else []

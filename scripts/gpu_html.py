@@ -100,9 +100,10 @@ def stage(notebooks: dict[str, bytes], chapters: list[str], partial: bool, into:
     (into / "_toc.yml").write_text(toc)
 
 
-def write_results(manifest: dict, path: Path) -> Path | None:
-    """A `gpu` run's results into `path` (results/gpu.json); a dry run's never replace them."""
-    if manifest["profile"] != "gpu" or not manifest.get("results"):
+def write_results(manifest: dict, path: Path, partial: bool = False) -> Path | None:
+    """A whole `gpu` run's results into `path` (results/gpu.json). A dry run's, a partial run's and one that
+    measured nothing beyond its stamp never replace them: the file would lose what chapter 3's box shows."""
+    if manifest["profile"] != "gpu" or partial or set(manifest.get("results", {})) <= {"run"}:
         return None
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(manifest["results"], indent=1) + "\n")
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
         args.html.parent.mkdir(parents=True, exist_ok=True)
         html = Path(shutil.move(html, args.html))
     print(f"book ({manifest['profile']}, commit {manifest['commit']}, {manifest['device']}): {html}")
-    if written := write_results(manifest, RESULTS):
+    if written := write_results(manifest, RESULTS, args.partial):
         print(f"{written} now holds this run's results: commit it, and the CPU book's chapter 3 shows them")
     return 0
 

@@ -129,3 +129,10 @@ def test_its_download_is_checked_and_says_what_to_do_offline(gpt_py, tmp_path, m
     with pytest.raises(SystemExit, match="is not the expected file"):
         ours["load_text"]()
     assert not (tmp_path / "input.txt").exists()  # a bad download never becomes the data
+
+
+def test_its_profile_is_read_as_the_package_reads_it(gpt_py, monkeypatch):
+    ours = runpy.run_path(str(gpt_py))  # defines, does not train
+    monkeypatch.setenv("BUILDGPT_PROFILE", "fast")
+    with pytest.raises(SystemExit, match="BUILDGPT_PROFILE is 'fast': use one of smoke, cpu, gpu"):
+        ours["main"]()

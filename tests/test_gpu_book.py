@@ -212,6 +212,10 @@ def test_only_a_gpu_runs_results_become_results_gpu_json(tmp_path):
     assert not target.exists()
     assert gpu_html.write_results({"profile": "gpu", "results": results}, target) == target
     assert json.loads(target.read_text()) == results
+    # a run of some chapters only, or one that measured nothing but its stamp, keeps the last whole run's file
+    assert gpu_html.write_results({"profile": "gpu", "results": results}, target, partial=True) is None
+    assert gpu_html.write_results({"profile": "gpu", "results": {"run": results["run"]}}, target) is None
+    assert json.loads(target.read_text()) == results
 
 
 @needs_data

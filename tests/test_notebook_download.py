@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import jupytext
@@ -57,7 +58,9 @@ def test_the_install_cell_names_the_wheel_when_it_is_missing(tmp_path):
 @pytest.mark.slow
 def test_a_downloaded_chapter_runs_in_a_fresh_venv(tmp_path):
     folder = tmp_path / "downloads"
-    build_wheel(ROOT, folder)
+    wheel = build_wheel(ROOT, folder)
+    with zipfile.ZipFile(wheel) as files:
+        assert "buildgpt_book/static/buildgpt.css" in files.namelist()  # package data, not only modules
     chapter = BOOK / "01-bigram.md"
     notebook = jupytext.read(chapter)
     nbformat.write(notebook, folder / "01-bigram.ipynb")

@@ -6,6 +6,7 @@ import pytest
 
 from buildgpt.nn import attention
 from buildgpt.tokenizers import chars
+from buildgpt.train.loop import History
 from buildgpt.utils import show
 from buildgpt.viz import figures
 
@@ -27,11 +28,15 @@ def test_show_source_is_the_real_source():
 
 
 @pytest.mark.parametrize("obj", [chars.CharTokenizer, attention.scaled_dot_product_attention, figures.char_label,
-                                 show.location])
+                                 show.location, chars.CharTokenizer.vocab_size, History.final_val])
 def test_location_names_the_lines_the_source_comes_from(obj):
     where = show.location(obj)
     assert where.startswith("buildgpt/")
     assert lines_of(where) == show.source(obj)
+
+
+def test_a_property_is_shown_as_its_getter_decorator_and_all():
+    assert show.source(chars.CharTokenizer.vocab_size).lstrip().startswith("@property\n    def vocab_size")
 
 
 def test_location_of_a_module_starts_at_line_one():

@@ -224,7 +224,9 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, **sampling) -> 
 
 def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    profile = os.environ.get("BUILDGPT_PROFILE") or ("gpu" if device == "cuda" else "cpu")
+    profile = os.environ.get("BUILDGPT_PROFILE", "").strip().lower() or ("gpu" if device == "cuda" else "cpu")
+    if profile not in PROFILES:
+        raise SystemExit(f"BUILDGPT_PROFILE is {profile!r}: use one of {', '.join(PROFILES)}")
     model_config, train_config = PROFILES[profile]
     text = load_text()
     tokenizer = CharTokenizer.from_text(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from pathlib import Path
 
@@ -13,7 +14,14 @@ def source(obj) -> str:
 
     Example: `source(location).splitlines()[0]` is "def location(obj) -> str:".
     """
-    return inspect.getsource(obj)
+    return inspect.getsource(_defining(obj))
+
+
+def _defining(obj):
+    """The function behind a property (its getter) or a cached_property: what inspect can read."""
+    if isinstance(obj, property):
+        return obj.fget
+    return obj.func if isinstance(obj, functools.cached_property) else obj
 
 
 def location(obj) -> str:
@@ -21,6 +29,7 @@ def location(obj) -> str:
 
     Example: `location(show_source)` gives "buildgpt/utils/show.py:<first>-<last>".
     """
+    obj = _defining(obj)
     file = Path(inspect.getsourcefile(inspect.unwrap(obj))).resolve()
     lines, first = inspect.getsourcelines(obj)
     first = max(first, 1)  # a module starts at line 0 for inspect
