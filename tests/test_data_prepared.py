@@ -124,6 +124,21 @@ def test_a_manifest_that_does_not_fit_the_text_is_a_clear_error(data_cache, monk
         prepare_corpus("tiny-novels", ("tiny-plays",), progress=False)
 
 
+def test_a_new_manifest_for_the_same_text_prepares_again(corpus, data_cache, monkeypatch):
+    """The manifest decides where books end, so which are val: the same text with other book ends is not reusable."""
+    before = corpus()
+    merged = [BOOKS[0] + SEPARATOR + BOOKS[1], *BOOKS[2:]]  # the same characters, books 0 and 1 as one
+    register_corpus(monkeypatch, data_cache, books=merged)
+    after = corpus()
+    assert after.built and decode(after, "val").startswith("Book 10:") and decode(before, "val").startswith("Book 9:")
+
+
+def test_a_corpus_of_too_few_books_for_a_val_split_is_refused(data_cache, monkeypatch):
+    register_corpus(monkeypatch, data_cache, books=BOOKS[:prepared.VAL_EVERY - 1])
+    with pytest.raises(PreparedCorpusError, match=f"has {prepared.VAL_EVERY - 1} books; every {prepared.VAL_EVERY}th"):
+        prepare_corpus("tiny-novels", ("tiny-plays",), progress=False)
+
+
 def test_a_missing_corpus_gets_the_registry_error(data_cache):
     with pytest.raises(DatasetError, match="gutenberg-novels"):
         prepare_corpus("gutenberg-novels", progress=False)

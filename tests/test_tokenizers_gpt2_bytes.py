@@ -54,6 +54,9 @@ def test_merge_tree_rebuilds_every_token():
         assert all(leaf < 256 for leaf in leaves(tree)) and tree_depth(tree) <= len(token) - 1
     with pytest.raises(ValueError, match="never negative"):
         merge_tree(-1, tokenizer.merges)
+    for unknown in (271, 10**9):  # one past the vocabulary, and far past it: not a byte, made by no merge
+        with pytest.raises(ValueError, match=f"token {unknown} is neither a byte token"):
+            merge_tree(unknown, tokenizer.merges)
 
 
 def test_docstring_examples():

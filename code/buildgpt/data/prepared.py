@@ -81,8 +81,10 @@ def book_splits(manifest: dict) -> list[tuple[str, int, str]]:
 
 
 def _key(corpus: str, extra_texts: tuple[str, ...]) -> dict:
-    """What the prepared files depend on: the corpus text, and the texts whose characters the vocabulary adds."""
+    """What the prepared files depend on: the corpus text, its manifest (where each book ends, so which books are
+    val), how often a book is val, and the texts whose characters the vocabulary adds."""
     return {"format": FORMAT, "corpus": corpus, "text_sha256": registry.get(corpus).text_sha256,
+            "manifest_sha256": registry.get(f"{corpus}-manifest").sha256, "val_every": VAL_EVERY,
             "extra_texts": {name: registry.get(name).sha256 for name in extra_texts}}
 
 
@@ -135,6 +137,9 @@ def _prepare(corpus: str, extra_texts: tuple[str, ...], folder: Path, key: dict,
     shutil.rmtree(folder, ignore_errors=True)  # stale or damaged: nothing in it is reused
     folder.mkdir(parents=True)
     manifest = json.loads(registry.path(f"{corpus}-manifest").read_text(encoding="utf-8"))
+    if len(manifest["books"]) < VAL_EVERY:
+        raise PreparedCorpusError(f"{corpus} has {len(manifest['books'])} books; every {VAL_EVERY}th is val, so it "
+                                  f"needs at least {VAL_EVERY} to have a val split")
     order, split_books = _encode(corpus, book_splits(manifest), folder, progress)
     chars = sorted(set(order) | {c for name in extra_texts for c in registry.load_text(name)})
     if len(chars) > 256:

@@ -17,6 +17,8 @@ def merge_tree(token_id: int, merges: Merges) -> MergeTree:
     parents = {new_id: pair for pair, new_id in merges.items()}
     if token_id < 0:
         raise ValueError(f"token ids are never negative, got {token_id}")
+    if token_id >= 256 and token_id not in parents:  # e.g. a special token, or past the vocabulary
+        raise ValueError(f"token {token_id} is neither a byte token (0..255) nor made by one of these merges")
 
     def build(node: int) -> MergeTree:
         if node not in parents:  # a byte token: nothing was merged to make it
