@@ -294,6 +294,13 @@ def test_load_checks_the_class(trained, tmp_path):
 # ---------------------------------------------------------------- bad input
 
 
+@pytest.mark.parametrize("merges", [{(97, 98): 300}, {(97, 98): 256, (98, 99): 256}, {(97, 98): 257}])
+def test_merge_ids_with_a_gap_or_a_repeat_are_refused(merges):
+    """A saved tokenizer lists its merges in order, the i-th making 256 + i: other ids would change on loading."""
+    with pytest.raises(ValueError, match="merge ids must run 256, 257, ... with no gap or repeat"):
+        RegexTokenizer(merges=merges)
+
+
 def test_vocab_size_below_256():
     with pytest.raises(ValueError, match="at least 256.*got 100"):
         RegexTokenizer().train("hello", 100)

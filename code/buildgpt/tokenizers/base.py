@@ -64,6 +64,8 @@ class Tokenizer:
     def __init__(self, merges: Merges | None = None, special_tokens: dict[str, int] | None = None,
                  byte_ids: Sequence[int] | None = None):
         self.merges: Merges = dict(sorted((merges or {}).items(), key=lambda item: item[1]))
+        if list(self.merges.values()) != list(range(256, 256 + len(self.merges))):  # what save and load assume
+            raise ValueError("merge ids must run 256, 257, ... with no gap or repeat: the i-th merge makes token 256 + i")
         self.special_tokens: dict[str, int] = dict(special_tokens or {})
         # The id of each byte value. Ours are the bytes in order; GPT-4's are shuffled.
         self.byte_ids: list[int] = list(range(256) if byte_ids is None else byte_ids)
