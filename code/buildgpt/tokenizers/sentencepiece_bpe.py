@@ -66,8 +66,9 @@ def train_sentencepiece(lines: Iterable[str], vocab_size: int, **options: Any):
 def decode_pieces(pieces: list[str], dummy_prefix: bool = True) -> str:
     """The text behind sentencepiece pieces, decoded by hand: `▁` is a space, `<0xNN>` a byte.
 
-    Bytes that are not valid UTF-8 become `�`, and the space that `add_dummy_prefix` put in
-    front of the text is taken off again, as sentencepiece's own `decode` does.
+    The space that `add_dummy_prefix` put in front of the text is taken off again, as
+    sentencepiece's own `decode` does. Bytes that are not valid UTF-8 become `�`: one per broken
+    sequence here, where sentencepiece writes one per byte (text it encoded never has any).
     Example: `decode_pieces(["▁hi", "▁", "<0xC3>", "<0xA9>"])` gives `"hi é"`.
     """
     data = b"".join(bytes([int(piece[3:5], 16)]) if _is_byte_piece(piece) else piece.replace(SPACE, " ").encode()
