@@ -129,6 +129,25 @@ def test_ranks_past_the_timeout_are_stopped_with_their_output(tmp_path):
         assert not status.exists() or "State:\tZ" in status.read_text(), status.read_text()
 
 
+RANK_ZERO_VALUE = """
+import os
+from buildgpt.train import distributed
+d = distributed.start("cpu")
+print("rank", d.rank, "got", distributed.rank_zero_value({"rank": d.rank, "resume": d.rank == 0}), flush=True)
+distributed.shutdown()
+"""
+
+
+def test_every_rank_gets_rank_zeros_value(tmp_path):
+    script = tmp_path / "value.py"
+    script.write_text(RANK_ZERO_VALUE)
+    result = distributed.launch([str(script)], 2, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in (0, 1):
+        assert f"rank {rank} got {{'rank': 0, 'resume': True}}" in result.stdout
+    assert distributed.rank_zero_value("alone") == "alone"  # no process group: the value itself
+
+
 def test_the_ring_allreduce_model():
     from buildgpt.train import scaling
 

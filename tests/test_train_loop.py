@@ -222,6 +222,7 @@ def test_resume_continues_exactly(tmp_path, device):
     assert history_c.lr == history_a.lr
     assert history_c.tokens == history_a.tokens
     assert history_c.best_step == history_a.best_step
+    assert device != "cpu" or history_c.best_val == history_a.best_val
     assert checkpoint.load(tmp_path / "b" / "last.safetensors").step == 20
 
 
@@ -240,16 +241,16 @@ def test_a_resume_trains_with_its_own_settings_not_the_saved_runs(tmp_path, monk
 def test_resume_restores_the_gpus_generator_too(tmp_path, monkeypatch):
     """Dropout on a GPU draws from the CUDA generator: it is saved with each checkpoint and set again on resume
     (here on the CPU, with torch.cuda's generator calls stood in for, so the plumbing is checked everywhere)."""
-    saved_state = torch.arange(16, dtype=torch.uint8)
-    restored = []
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda: saved_state)
-    monkeypatch.setattr(torch.cuda, "set_rng_state", restored.append)
+    gpu, saved_state = torch.device("cuda", 1), torch.arange(16, dtype=torch.uint8)  # the model's GPU, not GPU 0
+    read, restored = [], []
+    monkeypatch.setattr(checkpoint, "gpu_of", lambda model: gpu)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: read.append(device) or saved_state)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
     run(replace(RUN, max_iters=5, out_dir=str(tmp_path)))
     assert checkpoint.load(tmp_path / "last.safetensors").meta["cuda_rng_state"] == list(range(16))
     run(replace(RUN, max_iters=10, out_dir=str(tmp_path), resume=True))
-    assert len(restored) == 1 and torch.equal(restored[0], saved_state)
+    assert set(read) == {gpu} and len(restored) == 1
+    assert torch.equal(restored[0][0], saved_state) and restored[0][1] == gpu
 
 
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path):

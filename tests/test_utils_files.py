@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
+
+import pytest
 
 from buildgpt.utils import files
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="tells a file from a folder through /proc")
 def test_replace_durably_syncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
     target, tmp = tmp_path / "last.safetensors", tmp_path / ".last.tmp"
     target.write_bytes(b"old")

@@ -144,7 +144,7 @@ def _download(dataset: Dataset, target: Path) -> Path:
                 while block := response.read(_CHUNK):
                     out.write(block)
             give_default_mode(name)
-            if sha256_of(Path(name)) != dataset.sha256:  # a bad download stays as .part, never as the dataset
+            if sha256_of(Path(name)) != dataset.sha256:  # kept to look at, as .part: never taken for the dataset
                 os.replace(name, target.with_name(target.name + ".part"))
                 _verified(target.with_name(target.name + ".part"), dataset)
             os.replace(name, target)
@@ -155,7 +155,7 @@ def _download(dataset: Dataset, target: Path) -> Path:
 
 
 def path(name: str) -> Path:
-    """The verified local file of dataset `name`, downloading it into `data/` if need be.
+    """The verified local file of dataset `name`, downloading it into the cache (`cache_dir()`) if need be.
 
     Example: `path("tinyshakespeare").name` is `'input.txt'`.
     """

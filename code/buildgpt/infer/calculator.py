@@ -149,10 +149,9 @@ class Calculator:
         problem = parse_expression(text)
         if problem.op not in self.ops:
             raise CalculatorInputError(f"this model was trained on {' '.join(self.ops)} only, not {problem.op!r}")
-        longest = max(len(str(problem.a)), len(str(problem.b)))
         warnings = []
-        if longest > self.digits:
-            warnings.append(f"the model was trained up to {self.digits} digits and this operand has {longest}: "
+        if problem.digits > self.digits:
+            warnings.append(f"the model was trained up to {self.digits} digits and this operand has {problem.digits}: "
                             "it answers anyway, but outside its training the answer is likely wrong")
         try:
             needed = len(self.fmt.text(problem))  # the prompt, the working and the answer, written right

@@ -139,9 +139,14 @@ def quantize_model(model: nn.Module, format: str) -> nn.Module:
     """
     if format not in FORMATS:
         raise ValueError(f"unknown weight format {format!r}; choose one of {', '.join(FORMATS)}")
-    if done := {m.format for m in model.modules() if isinstance(m, QuantizedLinear)}:
+    if done := formats_in(model):
         raise ValueError(f"the model is already quantized ({', '.join(sorted(done))}); quantize the float32 model")
     return replace_linears(model, lambda linear: QuantizedLinear(linear, format))
+
+
+def formats_in(model: nn.Module) -> set[str]:
+    """The formats of `model`'s quantized layers: empty for a float model. Example: `formats_in(small)` is {"int8"}."""
+    return {m.format for m in model.modules() if isinstance(m, QuantizedLinear)}
 
 
 def replace_linears(model: nn.Module, make) -> nn.Module:
@@ -172,7 +177,7 @@ def save_quantized(path: str | os.PathLike, quantized: nn.Module, meta: dict, st
     Example: `save_quantized("checkpoints/shakespeare-char/best.int8.safetensors", quantize_model(model, "int8"),
     ckpt.meta)`.
     """
-    formats = {m.format for m in quantized.modules() if isinstance(m, QuantizedLinear)}
+    formats = formats_in(quantized)
     if len(formats) != 1:
         raise ValueError(f"save_quantized needs a model from quantize_model, in one format; this one has "
                          f"{', '.join(sorted(formats)) or 'no quantized layer'}")

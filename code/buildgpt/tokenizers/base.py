@@ -25,18 +25,19 @@ from .fast import merge_by_rank, train_fast
 from .textbook import Merges
 
 MODEL_HEADER = "buildgpt-bpe v1"
+_SURROGATE = regex.compile("[\ud800-\udfff]")
 _CHUNK_CACHE_SIZE = 1 << 18  # distinct chunks remembered by an encoder before it starts afresh
 
 
-def utf8(text: str) -> bytes:
-    """`text` as UTF-8 bytes; a lone surrogate, which UTF-8 cannot hold, becomes U+FFFD, as in tiktoken.
+def repair_surrogates(text: str) -> str:
+    """`text` as tiktoken reads it before splitting: a surrogate pair as its character, a lone surrogate as U+FFFD
+    (a str can hold them, from JSON's "\\ud800" or a command line, but UTF-8 cannot).
 
-    Example: `utf8("a\\ud800")` gives `b"a\\xef\\xbf\\xbd"`.
+    Example: `repair_surrogates("a\\ud800")` gives `"a\\ufffd"`.
     """
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:  # how tiktoken repairs it: pairs become their character, the rest U+FFFD
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def render_token(token: bytes) -> str:
@@ -110,12 +111,12 @@ class Tokenizer:
         Text repeats its chunks (words, mostly), so each distinct chunk is encoded once and
         remembered; the ids are then one lookup per chunk.
         """
-        chunks = self.split(text)
+        chunks = self.split(repair_surrogates(text))
         cache = self._chunk_cache
         if len(cache) > _CHUNK_CACHE_SIZE:
             cache.clear()
         for chunk in set(chunks).difference(cache):
-            cache[chunk] = self._encode_chunk(utf8(chunk))
+            cache[chunk] = self._encode_chunk(chunk.encode("utf-8"))
         return list(chain.from_iterable(map(cache.__getitem__, chunks)))
 
     def _encode_chunk(self, chunk: bytes) -> list[int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Tokenizer, utf8
+from .base import Tokenizer, repair_surrogates
 from .textbook import encode_reference
 
 
@@ -15,5 +15,5 @@ class BasicTokenizer(Tokenizer):
     def encode_ordinary(self, text: str) -> list[int]:
         # One long chunk, nothing to remember. tiktoken's loop, one merge at a time, would take
         # time quadratic in its length; the textbook loop merges all of a pair's places at once.
-        return encode_reference([self.byte_ids[b] for b in utf8(text)], self.merges)
+        return encode_reference([self.byte_ids[b] for b in repair_surrogates(text).encode("utf-8")], self.merges)
 

@@ -164,8 +164,9 @@ class DPOLoss:
     """A loss function for `loop.train`: DPO against a frozen copy of the reference model.
 
     With `nll_weight` > 0 it adds that much of the chosen answers' mean next-token loss (RPO, Pang
-    et al. 2024; in TRL, `loss_type=["sigmoid", "sft"]` with `loss_weights=[1, nll_weight]`): DPO alone may lower the chosen answers' probability too, as
-    long as the rejected ones' falls faster, and the SFT term keeps the chosen answers likely.
+    et al. 2024; in TRL, `loss_type=["sigmoid", "sft"]` with `loss_weights=[1, nll_weight]`): DPO
+    alone may lower the chosen answers' probability too, as long as the rejected ones' falls
+    faster, and the SFT term keeps the chosen answers likely.
     Example: `train(policy, PreferenceBatches(...), config, loss_fn=DPOLoss(reference, beta=0.1))`.
     """
 

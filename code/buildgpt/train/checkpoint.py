@@ -153,3 +153,10 @@ def what_was_kept(out_dir: str | Path | None, if_kept: str = "") -> str:
     if last and last.is_file():
         return f"the last checkpoint, {last}, is intact{if_kept}"
     return "no checkpoint had been written yet"
+
+
+def gpu_of(model: torch.nn.Module) -> torch.device | None:
+    """The GPU `model`'s weights are on, whose own generator its dropout draws from (a resume restores it); None
+    on a CPU. Example: `gpu_of(torch.nn.Linear(2, 2))` is None."""
+    device = next(model.parameters()).device
+    return device if device.type == "cuda" else None

@@ -117,6 +117,18 @@ def _restart_store(timeout: timedelta) -> dist.Store | None:
     return dist.PrefixStore(f"buildgpt/attempt-{attempt}", agents)
 
 
+def rank_zero_value(value):
+    """`value` as rank 0 has it, on every rank; without a process group, `value` itself.
+
+    Example: `resume = rank_zero_value(resume)`: rank 0's checkpoint folder decides for every rank.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def wrap(model: torch.nn.Module, d: Dist, fsdp: bool = False, reshard_after_forward: bool = True) -> torch.nn.Module:
     """The model ready for data-parallel training: DDP (a full copy per rank) or FSDP2 (a shard per rank).
 

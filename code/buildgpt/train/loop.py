@@ -258,8 +258,8 @@ def _save(out_dir: Path, model, optimizer, step: int, history: History, meta: di
         return
     rng = torch.stack([batch_states[0], eval_rng.get_state(), torch.get_rng_state(), *batch_states[1:]])
     meta = {**meta, "history": asdict(history)}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on a GPU draws from its own generator
-        meta["cuda_rng_state"] = torch.cuda.get_rng_state().tolist()
+    if (gpu := checkpoint.gpu_of(model)) is not None:  # dropout there draws from that GPU's own generator
+        meta["cuda_rng_state"] = torch.cuda.get_rng_state(gpu).tolist()
     # best before last: a run stopped between the two resumes from the older last.safetensors and
     # rewrites the same best; the other order would leave a best.safetensors older than its history says
     if history.best_step == step:
@@ -288,8 +288,8 @@ def _resume(path: Path, model, optimizer, batch_rng: torch.Generator, eval_rng: 
     states = [s.clone() for s in ckpt.rng_state]  # set_state rejects views
     eval_rng.set_state(states[1])
     torch.set_rng_state(states[2])
-    if "cuda_rng_state" in ckpt.meta and torch.cuda.is_available():
-        torch.cuda.set_rng_state(torch.tensor(ckpt.meta["cuda_rng_state"], dtype=torch.uint8))
+    if "cuda_rng_state" in ckpt.meta and (gpu := checkpoint.gpu_of(model)) is not None:
+        torch.cuda.set_rng_state(torch.tensor(ckpt.meta["cuda_rng_state"], dtype=torch.uint8), gpu)
     batch_rows = [states[0], *states[3:]]
     if rank < len(batch_rows):
         batch_rng.set_state(batch_rows[rank])

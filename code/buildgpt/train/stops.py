@@ -5,6 +5,7 @@ Also the rule that keeps runs apart: a new run never writes over an earlier one'
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sys
@@ -17,7 +18,14 @@ from . import distributed, objectives
 from .checkpoint import what_was_kept
 from .loop import History, TrainConfig, TrainingDiverged, train
 
-RESUME_HINT = ": go on with --resume"  # after an intact checkpoint's name
+
+def resume_hint() -> str:
+    """What to do with an intact checkpoint: go on with --resume, unless torchrun will restart the ranks itself.
+
+    Example: `resume_hint()` is ": go on with --resume" outside torchrun."""
+    restarts_left = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0)) - int(
+        os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+    return ": torchrun starts the ranks again (--max-restarts)" if restarts_left > 0 else ": go on with --resume"
 
 
 def check_run_folder(out_dir: str, resume: bool | None) -> bool:
@@ -53,7 +61,7 @@ def train_or_exit_code(model: torch.nn.Module, batches, config: TrainConfig, dev
         why = "interrupted" if not stopped else (
             "stopped by SIGTERM (torchrun sends it when another rank fails)" if distributed.under_torchrun()
             else "stopped by SIGTERM")
-        print(f"\n{why}; {what_was_kept(config.out_dir, RESUME_HINT)}", file=sys.stderr)
+        print(f"\n{why}; {what_was_kept(config.out_dir, resume_hint())}", file=sys.stderr)
         return 143 if stopped else 130
     except RuntimeError as e:
         if isinstance(e, TrainingDiverged):
@@ -67,7 +75,7 @@ def train_or_exit_code(model: torch.nn.Module, batches, config: TrainConfig, dev
         first_line = (str(e).splitlines() or [""])[0]
         cause = re.sub(r"^\[[^\]]*\]\s*", "", first_line).split(". ")[0]  # less gloo's source file
         print(f"\nerror on rank {torch.distributed.get_rank()}: a collective failed ({cause}), so another rank "
-              f"probably died (torchrun names it); {what_was_kept(config.out_dir, RESUME_HINT)}", file=sys.stderr)
+              f"probably died (torchrun names it); {what_was_kept(config.out_dir, resume_hint())}", file=sys.stderr)
         return 1
     finally:
         if catch_sigterm:

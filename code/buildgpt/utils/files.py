@@ -22,12 +22,13 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
 
 
 def replace_durably(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Rename the finished file `tmp` over `path` once its bytes are on disk, then put the rename on disk too: after
-    a crash of the machine, not only of the process, `path` is the old file or the new one, never an empty one.
+    """Rename the finished file `tmp` over `path` once its bytes are synced to disk, then sync the rename too: so
+    that after a crash of the machine (on Linux), not only of the process, `path` is the old file or the new one,
+    never an empty one.
 
     Example: `replace_durably(".last.safetensors.tmp", "last.safetensors")`.
     """
-    with open(tmp, "rb") as f:
+    with open(tmp, "r+b") as f:  # writable: Windows syncs only a handle that may write
         os.fsync(f.fileno())
     os.replace(tmp, path)
     if os.name == "posix":  # a folder's entries are synced through the folder itself (not possible on Windows)
