@@ -100,6 +100,12 @@ def stage(notebooks: dict[str, bytes], chapters: list[str], partial: bool, into:
     (into / "_toc.yml").write_text(toc)
 
 
+def unpasted_glue(warnings: str) -> list[str]:
+    """The warnings of a book build about glued values it could not paste (a missing key, a format that does not
+    fit the value): each leaves a hole where the prose quotes a number. Sphinx only warns about them."""
+    return [line for line in warnings.splitlines() if "[mystnb.glue]" in line]
+
+
 def write_results(manifest: dict, path: Path, partial: bool = False) -> Path | None:
     """A whole `gpu` run's results into `path` (results/gpu.json). A dry run's, a partial run's and one that
     measured nothing beyond its stamp never replace them: the file would lose what chapter 3's box shows."""
@@ -126,10 +132,16 @@ def main(argv=None) -> int:
         return 2
     stage(notebooks, chapters, args.partial, args.stage)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    built = subprocess.run([str(jupyter_book), "build", str(args.stage), "--all"], cwd=ROOT)
+    built = subprocess.run([str(jupyter_book), "build", str(args.stage), "--all"], cwd=ROOT, stderr=subprocess.PIPE,
+                           text=True)
+    sys.stderr.write(built.stderr)  # Sphinx's warnings, read below
     html = args.stage / "_build" / "html"
     if built.returncode or not (html / "index.html").is_file():
         print(f"error: jupyter-book failed on the staged book in {args.stage}", file=sys.stderr)
+        return 1
+    if holes := unpasted_glue(built.stderr):
+        print(f"error: {len(holes)} glued value(s) did not reach the prose, which shows nothing in their place:\n"
+              + "\n".join(holes), file=sys.stderr)
         return 1
     if args.html:
         shutil.rmtree(args.html, ignore_errors=True)

@@ -205,6 +205,15 @@ def test_gpu_html_refuses_foreign_stale_and_failed_archives(tmp_path):
         gpu_html.read_archive(tmp_path / "junk.tar.gz")
 
 
+def test_a_glued_value_that_did_not_render_is_found_in_the_warnings():
+    log = ("building [html]: targets for 17 source files\n"
+           "/s/book/ex3.md:190: WARNING: Failed to format text/plain data: could not convert string to float: "
+           "'np.float64(1.5)' [mystnb.glue]\n"
+           "/s/book/03-gpt.md:12: WARNING: undefined label: 'x' [ref.ref]\n")
+    assert gpu_html.unpasted_glue(log) == [log.splitlines()[1]]
+    assert gpu_html.unpasted_glue("build succeeded.\n") == []
+
+
 def test_only_a_gpu_runs_results_become_results_gpu_json(tmp_path):
     results = {"run": {"gpu": "NVIDIA H100 80GB HBM3", "commit": "abc123"}, "gpt": {"best_val": 1.47}}
     target = tmp_path / "results" / "gpu.json"
