@@ -87,8 +87,8 @@ def train_preset(name: str, out_dir: str | None, resume: bool | None, max_iters:
     resume = check_run_folder(out_dir, resume)
     profile = profiles.current()
     d = distributed.start(profile.device, force=fsdp)  # one process, or one of torchrun's
-    # rank 0's decision for every rank (--resume-if-exists); a rank whose folder cannot follow it says so
-    resume = check_run_folder(out_dir, distributed.rank_zero_value(resume))
+    if d.world_size > 1:  # rank 0's decision for every rank (--resume-if-exists); a rank that cannot follow says so
+        resume = check_run_folder(out_dir, distributed.rank_zero_value(resume))
     model, tokenizer, batches, val_data, schedule = preset_run(name, profile, seed, init_from)
     config = run_config(schedule, out_dir, resume, max_iters, seed)
     if d.is_main:  # only rank 0 speaks

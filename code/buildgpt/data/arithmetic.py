@@ -121,14 +121,18 @@ class ArithmeticFormat:
         """The digits each part of an `op` answer is padded to (0: not padded), for operands of up to `digits` digits.
 
         Example: (4,) for "+" with width 3, and (6,) with width 3 for 5-digit operands."""
-        w = self.width and max(self.width, digits)
+        w = self._width_for(digits)
         if w is None or op == "-":
             return (0, 0) if op == "/" else (0,)
         return {"+": (w + 1,), "*": (2 * w,), "/": (w, w)}[op]
 
+    def _width_for(self, digits: int) -> int | None:
+        """The width numbers are written at for operands of `digits` digits: the format's, or theirs if longer."""
+        return self.width and max(self.width, digits)
+
     def trace_lines(self, p: Problem) -> list[str]:
         """The working, one string per line (no newlines). Example: ["0612,72,72", "0510,600,672"] for 12*56 (reverse=False)."""
-        r, w = self.reverse, (self.width and max(self.width, p.digits)) or 0
+        r, w = self.reverse, self._width_for(p.digits) or 0
         columns = w or p.digits
 
         def digits(values: list[int]) -> str:  # computed least significant first

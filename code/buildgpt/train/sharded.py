@@ -66,23 +66,21 @@ def load_full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, we
     betas, weight decay), which loading would otherwise replace with the saved run's.
     Example: `load_full_state(model, optimizer, ckpt.model_state, ckpt.optimizer_state)`.
     """
-    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    own = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optim = {**optim, "param_groups": [{**saved, **mine} for saved, mine in zip(optim["param_groups"], own, strict=True)]}
     if not _distributed():
         unwrap(model).load_state_dict(weights)
         optimizer.load_state_dict(optim)
-    else:
-        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
-        if not optim["state"]:  # saved before the first step: nothing to scatter
-            optimizer.load_state_dict(optim)
-        else:
-            names = {id(p): n for n, p in unwrap(model).named_parameters()}
-            order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
-            named = {"state": {order[int(i)]: s for i, s in optim["state"].items()},
-                     "param_groups": [{**g, "params": [order[int(i)] for i in g["params"]]}
-                                      for g in optim["param_groups"]]}
-            set_optimizer_state_dict(model, optimizer, named, options=StateDictOptions(full_state_dict=True))
-    for group, own in zip(optimizer.param_groups, settings, strict=True):
-        group.update(own)
+        return
+    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
+    if not optim["state"]:  # saved before the first step: nothing to scatter
+        optimizer.load_state_dict(optim)
+        return
+    names = {id(p): n for n, p in unwrap(model).named_parameters()}
+    order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    named = {"state": {order[int(i)]: s for i, s in optim["state"].items()},
+             "param_groups": [{**g, "params": [order[int(i)] for i in g["params"]]} for g in optim["param_groups"]]}
+    set_optimizer_state_dict(model, optimizer, named, options=StateDictOptions(full_state_dict=True))
 
 
 def save_sharded(path: str | os.PathLike, model: torch.nn.Module) -> None:
