@@ -37,3 +37,17 @@ def test_replace_durably_syncs_the_file_before_the_rename_and_the_folder_after(t
 def test_write_text_atomically_leaves_only_the_file(tmp_path):
     path = files.write_text_atomically(tmp_path / "notes.txt", "hi\n")
     assert path.read_text() == "hi\n" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_replacing_keeps_the_old_file_when_the_writing_fails(tmp_path):
+    target = tmp_path / "last.safetensors"
+    target.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with files.replacing(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt  # the writer stopped halfway
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]
+    with files.replacing(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~files._umask()  # a new file's mode, not mkstemp's 0600

@@ -18,14 +18,13 @@ import http.client
 import lzma
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..utils.files import give_default_mode
+from ..utils.files import replacing
 
 MIRROR_VAR = "BUILDGPT_DATA_MIRROR"
 CACHE_VAR = "BUILDGPT_DATA_DIR"
@@ -137,20 +136,14 @@ def _roots() -> list[Path]:
 def _download(dataset: Dataset, target: Path) -> Path:
     with urllib.request.urlopen(dataset.url, timeout=30) as response:
         target.parent.mkdir(parents=True, exist_ok=True)  # only once there is something to put in it
-        # a file of its own: two processes downloading at once never write into, or move, each other's
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".download")
-        try:
-            with os.fdopen(fd, "wb") as out:
+        with replacing(target) as tmp:  # its own file: two downloads at once never write into each other's
+            with open(tmp, "wb") as out:
                 while block := response.read(_CHUNK):
                     out.write(block)
-            give_default_mode(name)
-            if sha256_of(Path(name)) != dataset.sha256:  # kept to look at, as .part: never taken for the dataset
-                os.replace(name, target.with_name(target.name + ".part"))
-                _verified(target.with_name(target.name + ".part"), dataset)
-            os.replace(name, target)
-        finally:
-            if os.path.exists(name):  # the connection broke, or the process was stopped
-                os.unlink(name)
+            if sha256_of(tmp) != dataset.sha256:  # kept to look at, as .part: never taken for the dataset
+                partial = target.with_name(target.name + ".part")
+                os.replace(tmp, partial)
+                _verified(partial, dataset)
     return target
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..utils.files import give_default_mode, replace_durably
+from ..utils.files import replacing
 
 FORMAT = "buildgpt-checkpoint-1"
 
@@ -95,15 +94,8 @@ def save(path: str | os.PathLike, model: torch.nn.Module, step: int, meta: dict,
         tensors.update({k: v.cpu().contiguous() for k, v in optim_tensors.items()})
     if rng_state is not None:
         tensors["rng"] = rng_state
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         save_file(tensors, tmp, metadata={"buildgpt": json.dumps(header)})
-        give_default_mode(tmp)  # as any new file gets, not mkstemp's owner-only 0600
-        replace_durably(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

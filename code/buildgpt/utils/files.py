@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -13,12 +15,28 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
 
     Example: `write_text_atomically("out/notes.txt", "hi\\n")` writes the file and returns `Path("out/notes.txt")`.
     """
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+@contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file beside `path` to write, its own, so two writers never share one. When the block ends
+    without an error it takes `path`'s place in one step, with the mode a new file gets; otherwise it is removed.
+
+    Example: `with replacing("run/last.safetensors") as tmp: save_file(tensors, tmp)`.
+    """
     path = Path(path)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-        tmp.write(text)
-    give_default_mode(tmp.name)
-    replace_durably(tmp.name, path)
-    return path
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        give_default_mode(tmp)  # as any new file gets, not mkstemp's owner-only 0600
+        replace_durably(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def replace_durably(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
