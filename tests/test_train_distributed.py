@@ -138,10 +138,12 @@ distributed.shutdown()
 """
 
 
-def test_every_rank_gets_rank_zeros_value(tmp_path):
-    script = tmp_path / "value.py"
+def test_every_rank_gets_rank_zeros_value_and_torchrun_leaves_no_logs_behind(tmp_path):
+    script, temp = tmp_path / "value.py", tmp_path / "temp"
     script.write_text(RANK_ZERO_VALUE)
-    result = distributed.launch([str(script)], 2, timeout=120)
+    temp.mkdir()
+    result = distributed.launch([str(script)], 2, env={"TMPDIR": str(temp)}, timeout=120)
+    assert list(temp.iterdir()) == []  # torchrun's own folder (torchelastic_*) went to launch's, now removed
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in (0, 1):
         assert f"rank {rank} got {{'rank': 0, 'resume': True}}" in result.stdout

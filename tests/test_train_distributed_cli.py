@@ -33,9 +33,10 @@ def rank_pids(launcher_pid: int) -> dict[int, int]:
 
 
 @pytest.fixture
-def smoke_env(mirror, monkeypatch):
+def smoke_env(mirror, monkeypatch, tmp_path):
     monkeypatch.setenv("BUILDGPT_PROFILE", "smoke")
-    return {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    # TMPDIR: torchrun's log folder goes to the test's own, not one more left in /tmp
+    return {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "TMPDIR": str(tmp_path)}
 
 
 def test_a_killed_rank_stops_the_run_and_resume_continues_from_its_checkpoint(tmp_path, smoke_env):

@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
@@ -197,20 +198,22 @@ def launch(args: list[str], nproc: int, env: dict[str, str] | None = None, timeo
     running), and a TimeoutError carries the output they had written.
     Example: `launch(["-m", "buildgpt.cli", "train", "shakespeare-char"], 2).returncode`.
     """
-    command = torchrun_command((["--tee=3"] if tee else []) + args, nproc)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", **(env or {})}
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            # Each rank runs in a session of its own, out of reach of a signal to torchrun's group;
-            # torchrun passes a SIGTERM on to them, then kills any that linger.
-            process.terminate()
+    # torchrun keeps a folder of logs per run, in /tmp unless told where: here, one removed afterwards
+    with tempfile.TemporaryDirectory(prefix="buildgpt-torchrun-") as logs:
+        command = torchrun_command([f"--log-dir={logs}", *(["--tee=3"] if tee else []), *args], nproc)
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
             try:
-                stdout, stderr = process.communicate(timeout=60)
+                stdout, stderr = process.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
-                process.kill()
-                stdout, stderr = "", "(torchrun did not stop when asked: its ranks may still be running)"
-            raise TimeoutError(f"{nproc} processes running {' '.join(args)} had not finished after {timeout:g} s and "
-                               f"were stopped. Their last output:\n{stdout[-2000:]}{stderr[-3000:]}") from None
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+                # Each rank runs in a session of its own, out of reach of a signal to torchrun's group;
+                # torchrun passes a SIGTERM on to them, then kills any that linger.
+                process.terminate()
+                try:
+                    stdout, stderr = process.communicate(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    stdout, stderr = "", "(torchrun did not stop when asked: its ranks may still be running)"
+                raise TimeoutError(f"{nproc} processes running {' '.join(args)} had not finished after {timeout:g} s and "
+                                   f"were stopped. Their last output:\n{stdout[-2000:]}{stderr[-3000:]}") from None
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
