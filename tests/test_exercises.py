@@ -186,6 +186,18 @@ def test_a_written_out_silu_passes_the_swiglu_check():
     researcher.check_swiglu(swiglu)
 
 
+def test_answers_that_work_in_place_pass_too():
+    """A right answer that writes into its input must not change what the reference is computed from."""
+    def rope_in_place(x, base=10000.0):
+        T, hs = x.shape[-2:]
+        angles = torch.outer(torch.arange(T).float(), base ** (-torch.arange(0, hs, 2).float() / hs))
+        a, b = x[..., 0::2].clone(), x[..., 1::2].clone()
+        x[..., 0::2], x[..., 1::2] = a * angles.cos() - b * angles.sin(), a * angles.sin() + b * angles.cos()
+        return x
+
+    researcher.check_apply_rope(rope_in_place)
+
+
 def test_a_function_that_returns_no_tensor_is_told_so():
     with pytest.raises(AssertionError, match="returned a NoneType, not a tensor"):
         researcher.check_apply_rope(lambda x, base=10000.0: None)

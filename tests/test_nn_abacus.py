@@ -71,3 +71,15 @@ def test_errors_say_what_to_change():
     model = tiny(max_offset=0).eval()
     with pytest.raises(ValueError, match="longer than the Abacus table"):
         model(torch.tensor([arithmetic.encode("123456789+1=")]))
+
+
+def test_a_number_too_long_to_train_on_is_refused_every_time_and_longer_test_numbers_use_the_offset_rows():
+    model = tiny(max_offset=3).train()  # 8 digits trained, 11 rows for testing
+    nine = torch.tensor([arithmetic.encode("123456789+1=")])
+    for _ in range(20):  # not only when the random offset happens to push it past the table
+        with pytest.raises(ValueError, match=r"a number of 9 digits .* in training \(8\)"):
+            model(nine)
+    model.eval()
+    assert model(nine)[0].shape == (1, 12, len(arithmetic.VOCAB))  # rows 9.. were trained by the offsets
+    with pytest.raises(ValueError, match=r"a number of 12 digits .* \(11\)"):
+        model(torch.tensor([arithmetic.encode("123456789012+1=")]))

@@ -58,6 +58,11 @@ def test_heatmap_keeps_labels():
     assert fig.layout.xaxis.title.text == "next" and fig.layout.yaxis.title.text == "current"
 
 
+def test_a_log_coloured_heatmap_leaves_a_missing_cell_blank():
+    fig = figures.heatmap([[0.01, float("nan")], [0.1, 1.0]], ["a", "b"], ["c", "d"], "t", log_colour=True)
+    assert list(fig.data[0].colorbar.tickvals) == [-2, -1, 0]  # the decades of the values that are there
+
+
 def test_char_label():
     assert figures.char_label("\n") == "\\n"
     assert figures.char_label(" ") == "␣"

@@ -6,12 +6,13 @@ import torch
 
 
 def call(fn, *args, name: str) -> torch.Tensor:
-    """`fn(*args)` without gradients; the learner's stub raising NotImplementedError passes through.
+    """`fn(*args)` without gradients, on copies of the tensors (an answer that works in place must not change
+    the inputs the reference is then computed from); the learner's stub raising NotImplementedError passes through.
 
     Example: `call(torch.relu, torch.randn(3), name="relu")`.
     """
     with torch.no_grad():
-        out = fn(*args)
+        out = fn(*(arg.clone() if isinstance(arg, torch.Tensor) else arg for arg in args))
     assert isinstance(out, torch.Tensor), f"{name} returned a {type(out).__name__}, not a tensor"
     return out
 

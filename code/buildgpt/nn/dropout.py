@@ -18,12 +18,15 @@ LEVELS = 1 << 16  # each element's decision uses 16 random bits
 
 
 def check_probability(p: float) -> None:
-    """Refuse a dropout probability outside [0, 1).
+    """Refuse a dropout probability outside [0, 1), or so close to 1 that the CPU mask would keep nothing.
 
     Example: `check_probability(1.0)` raises ValueError.
     """
     if not 0 <= p < 1:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if round(p * LEVELS) == LEVELS:
+        raise ValueError(f"dropout probability {p} rounds to 1 in steps of 1/{LEVELS}: nothing would be kept; "
+                         f"use at most {(LEVELS - 1) / LEVELS}")
 
 
 def keep_mask(shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:

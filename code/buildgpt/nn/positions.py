@@ -148,7 +148,7 @@ class ScaledEmbedding(nn.Embedding):
     table: weights initialised at N(0, 1/d) (`GPT._init_weights`) and multiplied by sqrt(d) when looked
     up, so tokens and positions start at one size.
 
-    ScaledEmbedding(65, 64)(idx)  # (B, T, 64), RMS about 1 at initialisation
+    ScaledEmbedding(65, 64)(idx)  # (B, T, 64), RMS about 1 once GPT has initialised it (alone: nn.Embedding's N(0, 1))
     """
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:

@@ -72,7 +72,7 @@ def heatmap(matrix, x_labels: Sequence[str], y_labels: Sequence[str], title: str
     colour, colorbar, values = matrix, dict(title=colorbar_title), None
     if log_colour:
         colour, values = np.log10(np.maximum(matrix, 1e-12)), matrix
-        decades = range(math.floor(colour.min()), math.ceil(colour.max()) + 1)
+        decades = range(math.floor(np.nanmin(colour)), math.ceil(np.nanmax(colour)) + 1)  # NaN: a cell left blank
         colorbar.update(tickvals=list(decades), ticktext=[f"{10.0 ** d:g}" for d in decades])
         hover = hover.replace("%{z", "%{customdata")
     fig = go.Figure(go.Heatmap(z=colour, customdata=values, x=list(x_labels), y=list(y_labels),
