@@ -61,8 +61,8 @@ def unpadded_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], min_s
     loss, so each row can be cut there. Rows run in groups, each cut to its longest row; a shorter
     length gets a group of its own only when that saves at least `min_saving` of its rows' length,
     and the batch is split at all only when that saves `min_batch_saving` of all its positions,
-    since every extra run costs time too (split to save 2-6%, the calculator's answer-only batches
-    ran slower than padded; its traced ones save 18-34%).
+    since every extra run costs time too (split to save a few percent, the calculator's answer-only batches ran
+    slower than padded; splitting pays on its traced ones, whose lengths differ more).
     Example: `unpadded_loss(model, ArithmeticBatches(...).batch("train", 64))`.
     """
     x, y = batch
