@@ -113,7 +113,9 @@ class ChatSession:
         """The answer to `user_text`, piece by piece; both join the history when it ends or is closed.
 
         The prompt is checked now (ValueError before any token); the answer stops at `<|end|>` (or
-        any marker) or after `max_new_tokens`. Closing the stream early keeps the partial answer.
+        any marker) or after `max_new_tokens`. Closing the stream early keeps the partial answer, up to
+        the last piece the reader was done with (it asked for the next one). A stream closed before its
+        first read leaves the history as it was.
         Example: `print("".join(session.reply_stream("What is a token?")))`.
         """
         ids = self.prompt_ids(user_text)

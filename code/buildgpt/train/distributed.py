@@ -137,8 +137,8 @@ def wrap(model: torch.nn.Module, d: Dist, fsdp: bool = False, reshard_after_forw
     its parameters are all-gathered; `reshard_after_forward=True` frees them again right after
     its forward and gathers them anew for the backward (ZeRO-3: least memory, more traffic);
     False keeps them until the backward (ZeRO-2-like: gradients and optimizer state still
-    sharded). A single process without a group gets the model back unchanged.
-    Example: `model = wrap(GPT(config), start("cpu"), fsdp=True)`.
+    sharded). A single process without a group gets DDP's model back unchanged, and FSDP's refused.
+    Example: `model = wrap(GPT(config), start("cpu", force=True), fsdp=True)` (or `start("cpu")` under torchrun).
     """
     model.to(d.device)
     if d.backend is None:
