@@ -80,9 +80,24 @@ def test_a_marker_spelled_in_characters_ends_the_answer_and_stays_out_of_the_his
     model = grow_vocabulary(GPT(GPTConfig(vocab_size=tokenizer.base.vocab_size, block_size=64, n_layer=1, n_head=2,
                                           n_embd=32)), 3).eval()
     s = ChatSession(model, tokenizer)
-    assert "".join(s.reply_stream("hi")) == "aye<|end|>"  # already shown when the marker is complete
+    assert list(s.reply_stream("hi")) == ["a", "y", "e"]  # "<|end|" was held back while it could become a marker
     assert s.history[-1] == {"role": "assistant", "content": "aye"}
-    assert "".join(s.reply_stream("again")) == "aye<|end|>"  # the next turn encodes: no "may not spell" error
+    assert "".join(s.reply_stream("again")) == "aye"  # the next turn encodes: no "may not spell" error
+
+
+@pytest.mark.parametrize("written, pieces", [
+    ("a<b|c", ["a", "<b", "|", "c"]),  # "<" waits for the next character, which makes it no marker
+    ("ab<|en", ["a", "b", "<|en"]),  # the answer ended (max_new_tokens) inside a would-be marker: shown then
+])
+def test_text_that_only_begins_like_a_marker_is_shown_once_it_cannot_be_one(monkeypatch, written, pieces):
+    tokenizer = ChatTokenizer(sorted(set(CHARS) | set("<|>")))
+    monkeypatch.setattr(chat_session, "generate_stream",
+                        lambda *args, **kwargs: (torch.tensor([[t]]) for t in tokenizer.base.encode(written)))
+    model = grow_vocabulary(GPT(GPTConfig(vocab_size=tokenizer.base.vocab_size, block_size=64, n_layer=1, n_head=2,
+                                          n_embd=32)), 3).eval()
+    s = ChatSession(model, tokenizer)
+    assert list(s.reply_stream("hi")) == pieces
+    assert s.history[-1] == {"role": "assistant", "content": written}
 
 
 def test_an_answer_without_end_stops_at_max_new_tokens():

@@ -22,7 +22,7 @@ import torch
 
 from ..nn.model import GPT
 from ..tokenizers.chars import CharTokenizer
-from ..tokenizers.chat import ChatTokenizer, first_marker
+from ..tokenizers.chat import ChatTokenizer, first_marker, partial_marker
 from .generate import generate_stream
 from .load import char_tokenizer, load_model
 from .sampling import check_sampling_args
@@ -123,21 +123,24 @@ class ChatSession:
         return self._stream(user_text, torch.tensor([ids], dtype=torch.long, device=device))
 
     def _stream(self, user_text: str, idx: torch.Tensor) -> Iterator[str]:
-        pieces: list[str] = []
+        text, shown = "", 0  # the answer so far, and how much of it the reader was done with
         try:
             for token in generate_stream(self.model, idx, self.max_new_tokens, temperature=self.temperature,
                                          top_k=self.top_k, generator=self.generator):
                 if int(token) in self.stop_ids:
                     break
-                piece = self.tokenizer.decode([int(token)])
-                yield piece
-                pieces.append(piece)  # once the reader asked for more: the history keeps what was shown
-                if first_marker(text := "".join(pieces)) < len(text):  # a marker spelled in characters ends it too
+                text += self.tokenizer.decode([int(token)])
+                if (end := first_marker(text)) < len(text):  # a marker spelled in characters ends it too
+                    text = text[:end]  # never shown: held back below while it was being spelled
                     break
+                if (ready := partial_marker(text)) > shown:  # hold back what may be a marker being spelled
+                    yield text[shown:ready]
+                    shown = ready  # once the reader asked for more: the history keeps what was shown
+            if len(text) > shown:  # a held-back beginning that no marker followed
+                yield text[shown:]
+                shown = len(text)
         finally:  # runs at the end, on close() and on Ctrl-C: the history stays user, assistant, user, ...
-            answer = "".join(pieces)  # less a spelled marker, which the chat format would refuse next turn
-            self.history += [{"role": "user", "content": user_text},
-                             {"role": "assistant", "content": answer[:first_marker(answer)]}]
+            self.history += [{"role": "user", "content": user_text}, {"role": "assistant", "content": text[:shown]}]
 
 
 def command(session: ChatSession, text: str, output: TextIO) -> bool:

@@ -27,6 +27,16 @@ def first_marker(text: str) -> int:
     return found.start() if found else len(text)
 
 
+def partial_marker(text: str) -> int:
+    """Where `text` ends with the beginning of a chat marker (a proper prefix of one), or len(text) if it does not.
+
+    Example: `partial_marker("Farewell.<|en")` is 9."""
+    for start in range(max(0, len(text) - max(map(len, SPECIAL_TOKENS)) + 1), len(text)):
+        if any(marker.startswith(text[start:]) for marker in SPECIAL_TOKENS):
+            return start
+    return len(text)
+
+
 class ChatTokenizer:
     """Characters, then the three chat markers. Example: `ChatTokenizer(chars).encode_chat(messages)`."""
 
