@@ -130,10 +130,12 @@ def test_ranks_past_the_timeout_are_stopped_with_their_output(tmp_path):
 
 
 RANK_ZERO_VALUE = """
-import os
+import sys
 from buildgpt.train import distributed
 d = distributed.start("cpu")
-print("rank", d.rank, "got", distributed.rank_zero_value({"rank": d.rank, "resume": d.rank == 0}), flush=True)
+got = distributed.rank_zero_value({"rank": d.rank, "resume": d.rank == 0})
+sys.stdout.write(f"rank {d.rank} got {got}\n")  # one write: the ranks share the pipe, and print writes in pieces
+sys.stdout.flush()
 distributed.shutdown()
 """
 
