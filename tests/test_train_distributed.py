@@ -134,7 +134,7 @@ import sys
 from buildgpt.train import distributed
 d = distributed.start("cpu")
 got = distributed.rank_zero_value({"rank": d.rank, "resume": d.rank == 0})
-sys.stdout.write(f"rank {d.rank} got {got}\n")  # one write: the ranks share the pipe, and print writes in pieces
+sys.stdout.write(f"rank {d.rank} got {got}\\n")  # one write: the ranks share the pipe, and print writes in pieces
 sys.stdout.flush()
 distributed.shutdown()
 """
