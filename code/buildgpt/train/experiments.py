@@ -175,12 +175,14 @@ def regime(baseline_loss: float, bigram: float, steps: int) -> str:
     """
     gap = bigram - baseline_loss
     where = f"After {steps} steps the baseline ends at {baseline_loss:.3f}"
+    bigram_said = (f"the bigram table counted from the training text ({bigram:.3f}: each character's frequencies "
+                   "after the one before, which chapter 1's trained bigram approaches)")
     if gap < EARLY_TRAINING_NATS:
-        return (f"{where}, only {gap:.3f} nats below the counted bigram table ({bigram:.3f}), which reads a single "
-                "character of context: these models are still early in training, so the verdicts rank how fast each "
-                "variant starts to learn, not where it would end up.")
-    return (f"{where}, {gap:.3f} nats below the counted bigram table ({bigram:.3f}): well past what one character "
-            "of context gives, though still far from a long run's result.")
+        return (f"{where}, only {gap:.3f} nats below {bigram_said}, which reads a single character of context: these "
+                "models are still early in training, so the verdicts rank how fast each variant starts to learn, not "
+                "where it would end up.")
+    return (f"{where}, {gap:.3f} nats below {bigram_said}: well past what one character of context gives, though "
+            "still far from a long run's result.")
 
 
 def extrapolation(model: GPT, val_data: torch.Tensor, lengths: list[int], max_tokens: int,
