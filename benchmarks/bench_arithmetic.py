@@ -1,6 +1,6 @@
 """Exact-match evaluation speed for exercise 2, side by side: problems per second, batched vs one at a time.
 
-    .venv/bin/python benchmarks/bench_arithmetic.py                 # ~10 s on 2 cores
+    .venv/bin/python benchmarks/bench_arithmetic.py                 # a few seconds on 2 cores
     .venv/bin/python benchmarks/bench_arithmetic.py --problems 10000 --reference-problems 500
 
 The model is the 3-digit-addition size (2 layers, 4 heads, 128 wide; zero-padded, reversed

@@ -1,6 +1,6 @@
 """GPT speed on the CPU, side by side with the references, reported as ratios.
 
-    .venv/bin/python benchmarks/bench_gpt_cpu.py                 # all four parts (~1 hour on 2 cores)
+    .venv/bin/python benchmarks/bench_gpt_cpu.py                 # all four parts (well over an hour on 2 cores: same-loss alone is about 50 min)
     .venv/bin/python benchmarks/bench_gpt_cpu.py --part time-to-2.0
     .venv/bin/python benchmarks/bench_gpt_cpu.py --part sampling --part train-step
 

@@ -1,6 +1,6 @@
 """Training step time of exercise 2's calculator, side by side: the padded loss against `unpadded_loss`.
 
-    .venv/bin/python benchmarks/bench_unpadded_loss.py              # ~2 min on 2 cores
+    .venv/bin/python benchmarks/bench_unpadded_loss.py              # about 30 s on 2 cores
     .venv/bin/python benchmarks/bench_unpadded_loss.py --steps 100
 
 The model and batches are the calculator's `cpu` settings (traced and answer-only formats).
