@@ -104,10 +104,10 @@ class BitsPerByteSettings:
     run: TrainingRun
     vocab_size: int  # of the BPE tokenizer
     seed: int
-    # How many bits per byte the BPE model must win by (None: no claim). Under cpu, when the profile
-    # was sized, it won by 0.43, 0.39 and 0.40 with seeds 0, 1, 2 (the run has changed since: seed 0
-    # now wins by more, the page prints by how much), so 0.2 is a wide margin; gpu trains longer,
-    # which may narrow the gap, and is unmeasured: no claim.
+    # How many bits per byte the BPE model must win by (None: no claim). Under cpu it won by 0.535,
+    # 0.552 and 0.531 with seeds 0, 1, 2 (the page's cells up to the margin, run with each seed, on
+    # 2026-11-29), so 0.2 is a wide margin; gpu trains longer, which may narrow the gap, and is
+    # unmeasured: no claim.
     min_bpe_margin: float | None = None
 
     def runs(self) -> dict[str, TrainingRun]:
