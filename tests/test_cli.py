@@ -74,8 +74,47 @@ def test_a_new_run_never_writes_over_an_earlier_one(trained, smoke, capsys):
     before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
     for preset in ("shakespeare-char", "calculator"):
         assert main(["train", preset, "--out-dir", str(out_dir), "--max-iters", "2"]) == 2
-        assert "holds a run already (last.safetensors): go on with --resume" in capsys.readouterr().err
+        assert "holds a run already (last.safetensors, best.safetensors): go on with --resume" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+
+
+@pytest.mark.parametrize("how", [[], ["--resume-if-exists"]])
+def test_a_best_checkpoint_alone_is_not_written_over_either(trained, smoke, tmp_path, capsys, how):
+    """A folder that holds only a best.safetensors (its last deleted to save space, or a best copied there to keep)
+    is an earlier run's too, and nothing to go on from."""
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    shutil.copy(ckpt(trained), kept / "best.safetensors")
+    before = (kept / "best.safetensors").read_bytes()
+    assert main(["train", "shakespeare-char", "--out-dir", str(kept), "--max-iters", "2", *how]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run already (best.safetensors): start a new run in another --out-dir" in err
+    assert (kept / "best.safetensors").read_bytes() == before and sorted(kept.iterdir()) == [kept / "best.safetensors"]
+
+
+def test_a_folder_that_cannot_be_written_is_refused_before_training(tmp_path, smoke, capsys, monkeypatch):
+    """As root every folder is writable, so the permission is stood in for; the check and its timing are tested."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked)
+    assert main(["train", "shakespeare-char", "--out-dir", str(locked), "--max-iters", "2"]) == 2
+    assert "cannot write checkpoints to" in capsys.readouterr().err and list(locked.iterdir()) == []
+
+
+def test_a_checkpoint_that_cannot_be_read_says_so(trained, capsys, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != Path(ckpt(trained)))
+    assert main(["sample", ckpt(trained)]) == 2
+    assert "cannot be read: permission denied" in capsys.readouterr().err
+
+
+def test_a_folder_the_output_cannot_be_written_to_is_an_error_not_a_traceback(trained, capsys, monkeypatch, tmp_path):
+    from buildgpt import cli
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "out" / ".x.tmp"))
+    monkeypatch.setattr(cli, "export_hf", denied)
+    assert main(["export-hf", ckpt(trained), str(tmp_path / "out" / "hf")]) == 2
+    assert capsys.readouterr().err == f"error: cannot write in {tmp_path / 'out'}: permission denied; choose a folder you can write to\n"
 
 
 def test_resume_if_exists_starts_a_run_then_goes_on_with_it(tmp_path, smoke):

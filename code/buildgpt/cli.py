@@ -235,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
             PreparedCorpusError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except PermissionError as e:  # a folder we may not write in (training checks its own before it starts)
+        where = Path(e.filename).parent if e.filename else "a folder it needs"
+        print(f"error: cannot write in {where}: permission denied; choose a folder you can write to", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # Ctrl-C while sampling or calculating (training says what it kept itself)
         print("\ninterrupted", file=sys.stderr)
         return 130

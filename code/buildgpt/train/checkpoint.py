@@ -109,6 +109,8 @@ def load(path: str | os.PathLike, expected_config: dict | None = None) -> Checkp
         raise CheckpointError(f"{path} is a folder; give a checkpoint file in it, such as {path / 'best.safetensors'}")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    if not os.access(path, os.R_OK):  # safetensors would call it missing
+        raise CheckpointError(f"{path} cannot be read: permission denied (check its owner and mode)")
     try:
         with safe_open(str(path), framework="pt") as f:
             header = json.loads((f.metadata() or {}).get("buildgpt", "null"))

@@ -33,14 +33,18 @@ def check_run_folder(out_dir: str, resume: bool | None) -> bool:
     needs one; `resume=None` resumes if there is a run to go on from, and starts one otherwise.
 
     Example: `check_run_folder("checkpoints/calculator", resume=False)` raises if a run is there already."""
-    last = Path(out_dir) / "last.safetensors"
+    folder = Path(out_dir)
+    last, best = folder / "last.safetensors", folder / "best.safetensors"
     if resume is None:  # one command for a first launch and its restarts (torchrun --max-restarts, a requeued job)
-        return last.is_file()
+        resume = last.is_file()
     if resume and not last.is_file():
         raise ValueError(f"--resume: there is no {last} to go on from; leave out --resume to start a new run")
-    if not resume and last.exists():
-        raise ValueError(f"{out_dir} holds a run already ({last.name}): go on with --resume, or start a new run "
-                         "in another --out-dir (or move this one aside)")
+    if not resume and (kept := [p.name for p in (last, best) if p.exists()]):  # a best alone is a run's too
+        raise ValueError(f"{out_dir} holds a run already ({', '.join(kept)}): "
+                         f"{'go on with --resume, or ' * last.is_file()}start a new run in another --out-dir "
+                         "(or move this one aside)")
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):  # found now, not after the training
+        raise ValueError(f"cannot write checkpoints to {out_dir}: permission denied; give an --out-dir you can write to")
     return resume
 
 
