@@ -66,8 +66,8 @@ def test_finetuning_starts_from_the_pretrained_weights_with_the_finetuning_sched
     assert all(torch.equal(unmoved.model_state[k], v) for k, v in start.model_state.items())
 
 
-def write_char_checkpoint(path, chars, vocab_size=None, tokenizer=True, chat=False):
-    tokenizer_meta = ChatTokenizer(chars).to_meta() if chat else {"type": "char", "chars": chars}
+def write_char_checkpoint(path, chars, vocab_size=None, tokenizer=True, chat=False, tokenizer_meta=None):
+    tokenizer_meta = tokenizer_meta or (ChatTokenizer(chars).to_meta() if chat else {"type": "char", "chars": chars})
     vocab_size = vocab_size or len(chars) + (len(SPECIAL_TOKENS) if chat else 0)
     model = GPT(GPTConfig(vocab_size=vocab_size, block_size=8, n_layer=1, n_head=1, n_embd=8))
     meta = {"tokenizer": tokenizer_meta} if tokenizer else {}
@@ -78,6 +78,7 @@ def write_char_checkpoint(path, chars, vocab_size=None, tokenizer=True, chat=Fal
 @pytest.mark.parametrize("case, message", [
     ("few-chars", "characters that the vocabulary"),
     ("no-tokenizer", "not a character-level model"),
+    ("tokenizer-a-string", "not a character-level model"),  # a damaged header: was an AttributeError
     ("vocab-size", "vocab_size is 70 but its tokenizer has 65"),
     ("chat-tuned", "is chat-tuned; --init-from finetunes a plain character model"),
 ])
@@ -86,6 +87,8 @@ def test_init_from_a_checkpoint_that_does_not_fit_is_refused(case, message, mirr
     shakespeare = sorted(set(registry.load_text("tinyshakespeare")))
     path = {"few-chars": lambda: write_char_checkpoint(tmp_path / "c.safetensors", list("abcdefgh \n")),
             "no-tokenizer": lambda: write_char_checkpoint(tmp_path / "c.safetensors", shakespeare, tokenizer=False),
+            "tokenizer-a-string": lambda: write_char_checkpoint(tmp_path / "c.safetensors", shakespeare,
+                                                                tokenizer_meta="char"),
             "vocab-size": lambda: write_char_checkpoint(tmp_path / "c.safetensors", shakespeare, vocab_size=70),
             "chat-tuned": lambda: write_char_checkpoint(tmp_path / "c.safetensors", shakespeare, chat=True)}[case]()
     rc, _, stderr = run(["train", "shakespeare-char", "--init-from", path, "--out-dir", str(tmp_path / "out")])

@@ -58,6 +58,8 @@ def test_config_rejects_unknown_choices(field, value):
 def test_config_rejects_indivisible_heads_and_round_trips():
     with pytest.raises(ValueError, match="divisible"):
         GPTConfig(n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="n_head and n_embd must each be at least 1, got 0"):
+        GPTConfig(n_head=0)  # was a ZeroDivisionError, e.g. from a damaged checkpoint header
     c = tiny_config(mlp="gelu", position="none")
     assert GPTConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="unknown"):

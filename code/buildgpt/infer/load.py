@@ -87,7 +87,7 @@ def char_tokenizer(ckpt: Checkpoint, path: str | os.PathLike) -> CharTokenizer |
     Example: `tokenizer = char_tokenizer(load("best.safetensors"), "best.safetensors")`.
     """
     tokenizer_meta = ckpt.meta.get("tokenizer") or {}
-    if tokenizer_meta.get("type") != "char":
+    if not isinstance(tokenizer_meta, dict) or tokenizer_meta.get("type") != "char":
         raise CheckpointError(f"{path} is not a character-level model (its meta.tokenizer is {tokenizer_meta or None}); "
                               "use a character-level GPT's: from `buildgpt train shakespeare-char` or `novels-char`, "
                               "or the assistant page's checkpoints/assistant/last.safetensors")

@@ -47,6 +47,8 @@ class GPTConfig:
         for name, allowed in (("position", POSITIONS), ("norm", NORMS), ("mlp", MLPS), ("attention", ATTENTIONS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"GPTConfig.{name}={getattr(self, name)!r}; choose one of {allowed}")
+        if min(self.n_head, self.n_embd) < 1:
+            raise ValueError(f"n_head and n_embd must each be at least 1, got {self.n_head} and {self.n_embd}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if self.attention == "per_head" and (self.position in ("rope", "alibi") or self.qk_norm):
