@@ -41,11 +41,13 @@ class AbacusEmbedding(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         is_digit = self.is_digit[idx]  # (B, T)
         index = digit_indices(is_digit)
-        # training numbers leave room for the largest offset; at test time those rows hold longer numbers
-        max_digits = self.table.num_embeddings - 1 - self.max_offset * self.training
-        if (longest := int(index.max())) > max_digits:
+        longest = int(index.max())
+        max_digits = self.table.num_embeddings - 1  # at test time the offset rows hold longer numbers
+        if self.training:
+            max_digits -= self.max_offset  # room for the largest offset
+        if longest > max_digits:
             raise ValueError(f"a number of {longest} digits is longer than the Abacus table holds "
-                             f"{'in training ' * self.training}({max_digits}); build it with a larger max_digits")
+                             f"{'in training ' if self.training else ''}({max_digits}); build it with a larger max_digits")
         if self.training and self.max_offset:  # one offset per sequence: lengths beyond training get trained rows
             offset = torch.randint(0, self.max_offset + 1, (idx.size(0), 1), device=idx.device)
             index = torch.where(is_digit, index + offset, 0)

@@ -137,7 +137,7 @@ def wrap(model: torch.nn.Module, d: Dist, fsdp: bool = False, reshard_after_forw
     its parameters are all-gathered; `reshard_after_forward=True` frees them again right after
     its forward and gathers them anew for the backward (ZeRO-3: least memory, more traffic);
     False keeps them until the backward (ZeRO-2-like: gradients and optimizer state still
-    sharded). A single process without a group gets DDP's model back unchanged, and FSDP's refused.
+    sharded). Without a process group, DDP gives the model back unchanged and FSDP refuses.
     Example: `model = wrap(GPT(config), start("cpu", force=True), fsdp=True)` (or `start("cpu")` under torchrun).
     """
     model.to(d.device)

@@ -39,10 +39,11 @@ def check_run_folder(out_dir: str, resume: bool | None) -> bool:
         resume = last.is_file()
     if resume and not last.is_file():
         raise ValueError(f"--resume: there is no {last} to go on from; leave out --resume to start a new run")
-    if not resume and (kept := [p.name for p in (last, best) if p.exists()]):  # a best alone is a run's too
-        raise ValueError(f"{out_dir} holds a run already ({', '.join(kept)}): "
-                         f"{'go on with --resume, or ' * last.is_file()}start a new run in another --out-dir "
-                         "(or move this one aside)")
+    kept = [p.name for p in (last, best) if p.exists()]  # a best alone is a run's too
+    if not resume and kept:
+        go_on = "go on with --resume, or " if last.is_file() else ""
+        raise ValueError(f"{out_dir} holds a run already ({', '.join(kept)}): {go_on}start a new run in another "
+                         "--out-dir (or move this one aside)")
     if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):  # found now, not after the training
         raise ValueError(f"cannot write checkpoints to {out_dir}: permission denied; give an --out-dir you can write to")
     return resume
